@@ -1,0 +1,42 @@
+# trainspeed — the two commands a new user needs are `make demo` and `make test`;
+# both create .venv on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: install demo train test test-all lint format lock clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c scripts/constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m trainspeed.train $(ARGS)
+
+train: $(STAMP)
+	$(BIN)/python -m trainspeed.train $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+lock: $(STAMP)
+	( echo "# Pinned versions for 'make install' (pip install -c). Regenerate with 'make lock' after changing dependencies."; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^trainspeed' | sort -f ) > scripts/constraints.txt
+
+clean:
+	rm -rf outputs/runs outputs/multirun .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
