@@ -1,0 +1,1 @@
+"""Lightning callbacks: the training clock, time-to-target and untimed checkpointing."""

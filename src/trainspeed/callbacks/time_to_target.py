@@ -1,0 +1,78 @@
+"""Time-to-target: when did the validation metric first reach the target, in seconds, steps, epochs, samples?"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback
+
+from trainspeed.callbacks.train_clock import TrainClock
+
+
+def metric_mode(metric: str, mode: str = "auto") -> str:
+    """'max' for accuracy-like metrics, 'min' for losses and errors."""
+    if mode != "auto":
+        return mode
+    return "min" if any(word in metric for word in ("loss", "error", "err")) else "max"
+
+
+class TimeToTarget(Callback):
+    """Checks the metric after every validation during fit; records the first time it reaches the target.
+
+    The record is logged to every logger (time_to_target/*) and kept in `self.result` for summary.json.
+    With `stop`, the run ends as soon as the target is reached.
+    """
+
+    def __init__(self, clock: TrainClock, metric: str, target: float, stop: bool = False, mode: str = "auto"):
+        self.clock, self.metric, self.target, self.stop = clock, metric, float(target), bool(stop)
+        self.mode = metric_mode(metric, mode)
+        self.result: dict[str, Any] | None = None
+        self.best: float | None = None
+        self.resolution_steps: int | None = None
+
+    def _better(self, value: float, than: float) -> bool:
+        return value > than if self.mode == "max" else value < than
+
+    def _reached(self, value: float) -> bool:
+        return value >= self.target if self.mode == "max" else value <= self.target
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        every = getattr(trainer, "val_check_batch", None)
+        if isinstance(every, int | float) and math.isfinite(every):
+            self.resolution_steps = int(every) * int(trainer.check_val_every_n_epoch or 1)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit" or self.metric not in trainer.callback_metrics:
+            return
+        value = float(trainer.callback_metrics[self.metric])
+        if math.isnan(value):
+            return
+        if self.best is None or self._better(value, self.best):
+            self.best = value
+        if self.result is not None or not self._reached(value):
+            return
+        self.result = {
+            "metric": self.metric,
+            "target": self.target,
+            "seconds": round(self.clock.seconds, 4),
+            "steps": int(trainer.global_step),
+            "epochs": round(self.clock.epochs(trainer), 4),
+            "samples": int(self.clock.samples),
+            "resolution_steps": self.resolution_steps,
+        }
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics(
+                    {f"time_to_target/{k}": v for k, v in self.result.items() if k in ("seconds", "steps", "epochs", "samples")},
+                    step=trainer.global_step,
+                )
+        if self.stop:
+            trainer.should_stop = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"result": self.result, "best": self.best}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.result, self.best = state_dict.get("result"), state_dict.get("best")

@@ -1,0 +1,82 @@
+"""The training-time clock: wall-clock seconds of training steps only.
+
+Evaluation, checkpointing and start-up are excluded (the AlgoPerf convention), so techniques are compared on what
+they change. The clock runs from the start of a training batch until the next pause point (validation, epoch end,
+checkpoint write, end of training); between consecutive batches it keeps running, so data fetching and optimizer
+work count. On a GPU the device is synchronized only at pause points, never per step.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+
+
+class TrainClock(Callback):
+    """Counts training seconds and samples seen; its state is checkpointed so a resumed run keeps counting."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.samples = 0
+        self._started_at: float | None = None
+        self._batch_idx = -1
+
+    @property
+    def running(self) -> bool:
+        return self._started_at is not None
+
+    def pause(self, trainer: pl.Trainer | None = None) -> None:
+        """Stop counting (waiting for queued device work first, so it is charged to training)."""
+        if self._started_at is None:
+            return
+        if trainer is not None and trainer.strategy.root_device.type == "cuda":
+            torch.cuda.synchronize(trainer.strategy.root_device)
+        self.seconds += time.perf_counter() - self._started_at
+        self._started_at = None
+
+    def epochs(self, trainer: pl.Trainer) -> float:
+        """Epochs completed, fractional: the current epoch plus the share of its batches done."""
+        batches = trainer.num_training_batches
+        if not batches or batches == float("inf"):
+            return float(trainer.current_epoch)
+        return trainer.current_epoch + (self._batch_idx + 1) / batches
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if self._started_at is None:
+            self._started_at = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        self.samples += int(batch[1].shape[0])  # shape is host metadata: no device sync
+        self._batch_idx = batch_idx
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self.pause(trainer)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            pl_module.log_dict({"time/train_seconds": self.seconds, "time/samples": float(self.samples)})
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.pause(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.pause(trainer)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self.pause(trainer)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seconds": self.seconds, "samples": self.samples}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.seconds = float(state_dict["seconds"])
+        self.samples = int(state_dict["samples"])
+
+
+def find_clock(trainer: pl.Trainer) -> TrainClock | None:
+    """The trainer's TrainClock callback, if it has one."""
+    return next((c for c in trainer.callbacks if isinstance(c, TrainClock)), None)

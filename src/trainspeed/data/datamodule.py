@@ -1,0 +1,59 @@
+"""The LightningDataModule: splits prepared once on the host, moved to the training device in setup()."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig
+
+from trainspeed.data.index_loader import IndexBatchLoader
+from trainspeed.data.sources import load_splits
+from trainspeed.data.splits import Splits, resize, standardize
+
+
+class TensorDataModule(pl.LightningDataModule):
+    """Holds every split as tensors on the training device and batches them by index."""
+
+    def __init__(self, splits: Splits, batch_size: int, eval_batch_size: int, seed: int) -> None:
+        super().__init__()
+        self.splits, self.batch_size, self.eval_batch_size, self.seed = splits, batch_size, eval_batch_size, seed
+        self._on_device: Splits | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return self.splits.num_classes
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.splits.input_shape
+
+    def setup(self, stage: str | None = None) -> None:
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        if self._on_device is None or self._on_device.train[0].device != device:
+            self._on_device = self.splits.map(lambda x, y: (x.to(device), y.to(device)))
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> IndexBatchLoader:
+        if self._on_device is None:
+            self.setup()
+        x, y = getattr(self._on_device, split)
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        # overfit_batches must see the same batches every epoch, so it turns shuffling off
+        shuffle = shuffle and not (trainer is not None and trainer.overfit_batches > 0)
+        return IndexBatchLoader(x, y, batch_size, shuffle, seed=self.seed, rank=rank, world_size=world)
+
+    def train_dataloader(self) -> IndexBatchLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> IndexBatchLoader:
+        return self._loader("val", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> IndexBatchLoader:
+        return self._loader("test", self.eval_batch_size, shuffle=False)
+
+
+def build_datamodule(cfg: DictConfig, seed: int) -> TensorDataModule:
+    """Load, split, standardize and resize the data set described by the `data` config group."""
+    splits = load_splits(cfg, seed)
+    splits = resize(standardize(splits), cfg.get("image_size"))
+    return TensorDataModule(splits, int(cfg.batch_size), int(cfg.eval_batch_size), seed)

@@ -1,0 +1,1 @@
+"""The run record: summary.json, environment facts, atomic writes."""

@@ -1,0 +1,246 @@
+"""The report's figures, as PNG bytes. Figures are drawn on the Agg canvas directly (no pyplot), so building a
+report inside a training process never changes its matplotlib backend or leaks figures."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from trainspeed.report.aggregate import ConfigResult, LRPick
+from trainspeed.report.profile import PerformanceProfile
+
+GRID_POINTS = 200
+
+
+def _colors(configs: list[ConfigResult]) -> dict[str, tuple]:
+    cmap = colormaps["tab10" if len(configs) <= 10 else "tab20"]
+    return {c.config: cmap(i % cmap.N) for i, c in enumerate(configs)}
+
+
+def _new(width: float = 8.0, height: float = 5.0) -> tuple[Figure, object]:
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _no_data(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="gray")
+
+
+def _legend(ax, n: int) -> None:
+    if n > 8:
+        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    elif n:
+        ax.legend(fontsize="small")
+
+
+def median_band(curves: list[list[tuple[float, float]]]) -> tuple[np.ndarray, ...] | None:
+    """Median, min and max over runs of curves sampled at different x, on a common grid.
+
+    Each run is interpolated inside its own x range and holds its last value after it ends (a finished run
+    keeps the accuracy it reached), so the median does not jump when the shortest run stops.
+    """
+    curves = [sorted(c) for c in curves if c]
+    if not curves:
+        return None
+    lo = min(c[0][0] for c in curves)
+    hi = max(c[-1][0] for c in curves)
+    grid = np.linspace(lo, hi, GRID_POINTS) if hi > lo else np.array([lo])
+    stack = np.full((len(curves), grid.size), np.nan)
+    for i, c in enumerate(curves):
+        x, y = np.array(c, dtype=float).T
+        started = grid >= x[0]
+        stack[i, started] = np.interp(grid[started], x, y)  # np.interp holds y[-1] past x[-1]
+    keep = ~np.all(np.isnan(stack), axis=0)
+    stack, grid = stack[:, keep], grid[keep]
+    return grid, np.nanmedian(stack, axis=0), np.nanmin(stack, axis=0), np.nanmax(stack, axis=0)
+
+
+def _curves_plot(
+    configs, curves_of, xlabel: str, ylabel: str, title: str, *, target=None, logy=False
+) -> bytes:
+    fig, ax = _new()
+    colors, drawn, positive = _colors(configs), 0, True
+    for c in configs:
+        band = median_band([curves_of(run) for run in c.runs])
+        if band is None:
+            continue
+        x, med, lo, hi = band
+        positive = positive and bool(np.all(lo > 0))
+        ax.plot(x, med, color=colors[c.config], label=f"{c.config} (n={c.n_runs})", lw=1.5)
+        ax.fill_between(x, lo, hi, color=colors[c.config], alpha=0.2, lw=0)
+        drawn += 1
+    if target is not None and drawn:
+        ax.axhline(target, color="black", ls="--", lw=1, label=f"target {target:g}")
+    if not drawn:
+        _no_data(ax, "no logged points yet")
+    elif logy and positive:
+        ax.set_yscale("log")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    _legend(ax, drawn)
+    return _png(fig)
+
+
+def val_metric_vs_time(configs: list[ConfigResult], target: float | None, metric: str = "val/acc") -> bytes:
+    return _curves_plot(
+        configs,
+        lambda run: run.paired("time/train_seconds", metric),
+        "training seconds",
+        metric,
+        f"{metric} vs training time (median over seeds, band = min–max)",
+        target=target,
+    )
+
+
+def train_loss_vs_step(configs: list[ConfigResult]) -> bytes:
+    return _curves_plot(
+        configs,
+        lambda run: run.series.get("train/loss", []),
+        "step",
+        "train/loss",
+        "training loss vs step (median over seeds, band = min–max)",
+        logy=True,
+    )
+
+
+def time_to_target_bars(ranked: list[ConfigResult]) -> bytes:
+    """Median seconds per configuration, best at the top, with min–max error bars; unreached marked."""
+    fig, ax = _new(8.0, max(2.5, 0.45 * len(ranked) + 1.2))
+    colors = _colors(ranked)
+    ys = np.arange(len(ranked))[::-1]
+    reached_max = max((c.max_seconds or 0.0 for c in ranked), default=0.0) or 1.0
+    for y, c in zip(ys, ranked, strict=True):
+        note = f"{c.reached}/{c.n_runs} reached"
+        if c.median_seconds is None:
+            ax.text(0, y, f"  not reached ({note})", va="center", color="firebrick", fontsize="small")
+            continue
+        err = [[c.median_seconds - c.min_seconds], [c.max_seconds - c.median_seconds]]
+        ax.barh(
+            y,
+            c.median_seconds,
+            color=colors[c.config],
+            alpha=0.8 if c.all_reached else 0.35,
+            hatch=None if c.all_reached else "//",
+            xerr=err,
+            capsize=3,
+        )
+        ax.text(
+            c.max_seconds + 0.01 * reached_max,
+            y,
+            f" {c.median_seconds:.3g}s ({note})",
+            va="center",
+            fontsize="small",
+        )
+    ax.set_yticks(ys, [f"{c.rank}. {c.config}" for c in ranked], fontsize="small")
+    ax.set_ylim(-0.6, len(ranked) - 0.4)
+    ax.set_xlim(0, reached_max * 1.45)
+    ax.set(
+        xlabel="time to target, training seconds (median, error bar = min–max over seeds)",
+        title="time to target",
+    )
+    ax.grid(axis="x", alpha=0.3)
+    return _png(fig)
+
+
+def performance_profile_plot(profile: PerformanceProfile, ranked: list[ConfigResult]) -> bytes:
+    fig, ax = _new()
+    colors = _colors(ranked)
+    taus = np.linspace(1.0, profile.tau_max, 400)
+    for c in ranked:
+        rho = [profile.rho(c.config, t) for t in taus]
+        ax.step(
+            taus,
+            rho,
+            where="post",
+            color=colors[c.config],
+            lw=1.5,
+            label=f"{c.config} (score {profile.score(c.config):.2f})",
+        )
+    ax.set(
+        xlabel="τ (time relative to the fastest configuration for the same seed)",
+        ylabel="ρ(τ)",
+        title="performance profile",
+        ylim=(-0.03, 1.03),
+        xlim=(1.0, profile.tau_max),
+    )
+    ax.grid(alpha=0.3)
+    _legend(ax, len(ranked))
+    return _png(fig)
+
+
+def lr_sensitivity(picks: list[LRPick]) -> bytes:
+    """Median time to target vs learning rate per group (log x); × at the top marks lrs that did not reach."""
+    fig, ax = _new()
+    cmap = colormaps["tab10" if len(picks) <= 10 else "tab20"]
+    top = max((c.median_seconds or 0.0 for p in picks for _, c in p.curve), default=0.0) or 1.0
+    ceiling = top * 1.15
+    for i, pick in enumerate(picks):
+        color = cmap(i % cmap.N)
+        pts = [(lr, c.median_seconds) for lr, c in pick.curve if c.median_seconds is not None]
+        if pts:
+            ax.plot(
+                *zip(*pts, strict=True),
+                marker="o",
+                color=color,
+                label=f"{pick.group} (best lr {pick.best_lr})",
+            )
+        partial = [
+            (lr, c.median_seconds)
+            for lr, c in pick.curve
+            if c.median_seconds is not None and not c.all_reached
+        ]
+        if partial:
+            ax.scatter(*zip(*partial, strict=True), facecolors="none", edgecolors=color, s=120, zorder=3)
+        missed = [lr for lr, c in pick.curve if c.median_seconds is None]
+        if missed:
+            ax.scatter(
+                missed,
+                [ceiling] * len(missed),
+                marker="x",
+                color=color,
+                s=60,
+                zorder=3,
+                label=None if pts else f"{pick.group} (none reached)",
+            )
+        best_lr = next((lr for lr, c in pick.curve if c is pick.best), None)
+        if best_lr is not None and pick.best.median_seconds is not None:
+            ax.scatter([best_lr], [pick.best.median_seconds], marker="*", s=220, color=color, zorder=4)
+    if any(p.curve for p in picks):
+        ax.set_xscale("log")
+        ax.axhline(ceiling, color="gray", lw=0.5, ls=":")
+        ax.set_ylim(0, ceiling * 1.08)
+    else:
+        _no_data(ax, "no numeric learning rates")
+    lr_key = picks[0].lr_key if picks else "lr"
+    ax.set(
+        xlabel=f"{lr_key} (log scale)",
+        ylabel="median time to target, training seconds",
+        title="learning-rate sensitivity (★ best, ○ not all seeds reached, × none reached)",
+    )
+    ax.grid(alpha=0.3, which="both")
+    _legend(ax, len(picks))
+    return _png(fig)
+
+
+def all_plots(ranked, profile, picks, target: float | None, metric: str = "val/acc") -> dict[str, bytes]:
+    """File name -> PNG bytes, for every figure that applies to this sweep."""
+    plots = {
+        "val_metric_vs_time.png": val_metric_vs_time(ranked, target, metric),
+        "train_loss_vs_step.png": train_loss_vs_step(ranked),
+        "time_to_target.png": time_to_target_bars(ranked),
+        "performance_profile.png": performance_profile_plot(profile, ranked),
+    }
+    if picks:
+        plots["lr_sensitivity.png"] = lr_sensitivity(picks)
+    return plots

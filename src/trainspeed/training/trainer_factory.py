@@ -1,0 +1,51 @@
+"""The Lightning Trainer with its callbacks and loggers, from the trainer / callbacks / logger config groups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
+
+from trainspeed.callbacks.time_to_target import TimeToTarget
+from trainspeed.callbacks.train_clock import TrainClock
+
+# trainer.* keys that are trainspeed's own, not Lightning Trainer arguments
+OWN_TRAINER_KEYS = ("compile", "channels_last")
+
+
+@dataclass
+class TrainerParts:
+    trainer: pl.Trainer
+    clock: TrainClock
+    time_to_target: TimeToTarget
+
+
+def _instantiate_all(group: DictConfig | None) -> list:
+    """Instantiate every entry of a name -> config dict; entries set to null are skipped."""
+    if not group:
+        return []
+    return [instantiate(item) for item in group.values() if item is not None and "_target_" in item]
+
+
+def build_trainer(cfg: DictConfig) -> TrainerParts:
+    """A Trainer whose callbacks always include the training clock and the time-to-target check."""
+    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    for key in OWN_TRAINER_KEYS:
+        kwargs.pop(key, None)
+    callbacks = _instantiate_all(cfg.get("callbacks"))
+    # Lightning refuses a progress bar or checkpoint callback that its own switches turned off: honour the switch
+    if kwargs.get("enable_progress_bar") is False:
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    if kwargs.get("enable_checkpointing") is False:
+        callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+    clock = TrainClock()
+    target = cfg.target
+    time_to_target = TimeToTarget(
+        clock, target.metric, target.value, stop=target.stop, mode=target.get("mode", "auto")
+    )
+    loggers = _instantiate_all(cfg.get("logger"))
+    trainer = pl.Trainer(**kwargs, callbacks=[clock, time_to_target, *callbacks], logger=loggers or False)
+    return TrainerParts(trainer, clock, time_to_target)

@@ -1,0 +1,248 @@
+"""The sweep report: ranking, LR picks, performance profile, files written, partial sweeps, CLI and Hydra hook."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from omegaconf import OmegaConf
+from report_fixtures import RANKING_ORDER, lr_sweep, make_job, ranking_sweep
+
+from trainspeed.report import NoJobsError, build_report
+from trainspeed.report.__main__ import main
+from trainspeed.report.collect import read_metrics_csv
+from trainspeed.report.hydra_callback import ReportOnSweepEnd
+from trainspeed.report.plots import median_band
+
+CSV_HEADER = [
+    "config",
+    "runs",
+    "reached",
+    "diverged",
+    "failed",
+    "median_seconds",
+    "median_steps",
+    "val_acc_best_median",
+    "rank",
+]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def ranking(tmp_path_factory):
+    sweep = ranking_sweep(tmp_path_factory.mktemp("ranking"))
+    return build_report(sweep, print_table=False)
+
+
+@pytest.fixture(scope="module")
+def lr_report(tmp_path_factory):
+    sweep = lr_sweep(tmp_path_factory.mktemp("lr"))
+    return build_report(sweep, print_table=False)
+
+
+def test_ranking_order_puts_all_reached_first_then_fraction_then_val_acc(ranking):
+    assert [r.config for r in ranking.rows] == [f"optimizer={o}" for o in RANKING_ORDER]
+    assert [r.rank for r in ranking.rows] == [1, 2, 3, 4, 5, 6]
+
+
+def test_report_csv_header_and_rows_exact(ranking):
+    with ranking.csv_path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == CSV_HEADER
+    assert rows[1:] == [
+        ["optimizer=nesterov", "3", "3", "0", "0", "3", "30", "0.95", "1"],
+        ["optimizer=adam", "3", "3", "0", "0", "4", "40", "0.95", "2"],
+        ["optimizer=rmsprop", "3", "2", "0", "0", "1.25", "12.5", "0.95", "3"],
+        ["optimizer=sgd", "3", "1", "1", "1", "2", "20", "0.95", "4"],
+        ["optimizer=lamb", "3", "0", "0", "1", "", "", "0.85", "5"],  # the unfinished job counts as failed
+        ["optimizer=adagrad", "3", "0", "0", "0", "", "", "0.8", "6"],
+    ]
+
+
+def test_failed_diverged_and_unfinished_runs_are_counted_and_listed(ranking):
+    assert sum(len(r.runs) for r in ranking.rows) == 18  # no job dropped
+    sgd = ranking.rows[3]
+    assert (sgd.diverged, sgd.failed, sgd.min_seconds, sgd.max_seconds) == (1, 1, 2.0, 2.0)
+    assert ranking.rows[4].unfinished == 1
+    md = ranking.md_path.read_text()
+    problems = md.split("## Diverged, failed and unfinished runs")[1]
+    assert "loss is nan at step 40" in problems
+    assert (
+        "RuntimeError: CUDA out of memory \\| trace" in problems
+    )  # one table cell: pipe escaped, no newline
+    assert "unfinished" in problems and "no summary.json" in problems
+    assert len([line for line in problems.splitlines() if line.startswith("| ")]) == 1 + 3  # header + 3 runs
+
+
+def test_performance_profile_values(ranking):
+    # best per seed: s0 = 1.0 (rmsprop), s1 = 1.5 (rmsprop), s2 = 3.0 (nesterov)
+    prof = ranking.profile
+    assert prof.ratios["optimizer=nesterov"] == pytest.approx([2.0, 4.0, 1.0])
+    assert prof.ratios["optimizer=rmsprop"][:2] == [1.0, 1.0] and math.isinf(
+        prof.ratios["optimizer=rmsprop"][2]
+    )
+    cases = [  # (config, tau, rho)
+        ("optimizer=nesterov", 1.0, 1 / 3),
+        ("optimizer=nesterov", 1.99, 1 / 3),
+        ("optimizer=nesterov", 2.0, 2 / 3),
+        ("optimizer=nesterov", 4.0, 1.0),
+        ("optimizer=adam", 1.0, 0.0),
+        ("optimizer=adam", 2.0, 1 / 3),
+        ("optimizer=adam", 3.0, 1.0),
+        ("optimizer=rmsprop", 1.0, 2 / 3),
+        ("optimizer=rmsprop", 100.0, 2 / 3),
+        ("optimizer=sgd", 2.0, 1 / 3),
+        ("optimizer=adagrad", 4.0, 0.0),
+    ]
+    for config, tau, rho in cases:
+        assert prof.rho(config, tau) == pytest.approx(rho), (config, tau)
+    # score = mean over runs of (τ_max - ratio) / (τ_max - 1), τ_max = 4
+    assert prof.score("optimizer=nesterov") == pytest.approx((2 + 0 + 3) / 9)
+    assert prof.score("optimizer=adam") == pytest.approx((1 + (4 - 4 / 1.5) + (4 - 5 / 3)) / 9)
+    assert prof.score("optimizer=rmsprop") == pytest.approx(6 / 9)
+    assert ranking.rows[0].profile_score == pytest.approx(5 / 9)
+    assert (
+        "| optimizer=nesterov | 0.333 | 0.333 | 0.333 | 0.667 | 0.667 | 1 | 0.556 |"
+        in ranking.md_path.read_text()
+    )
+
+
+def test_all_files_written_and_html_self_contained(ranking):
+    sweep = ranking.sweep_dir
+    for name in ("report.csv", "report.md", "report.html"):
+        assert (sweep / name).stat().st_size > 0
+    names = {p.name for p in (sweep / "plots").glob("*.png")}
+    assert names == {
+        "val_metric_vs_time.png",
+        "train_loss_vs_step.png",
+        "time_to_target.png",
+        "performance_profile.png",
+    }  # (no lr axis -> no lr plot)
+    assert all(p.read_bytes().startswith(PNG_MAGIC) for p in ranking.plot_paths)
+    page = (sweep / "report.html").read_text()
+    srcs = re.findall(r"""src\s*=\s*['"]([^'"]*)""", page)
+    assert len(srcs) == 4 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert not re.search(r"<link|<script|href\s*=|url\(", page)
+    assert "optimizer=nesterov" in page and "CUDA out of memory" in page
+    md = ranking.md_path.read_text()
+    assert "![time to target](plots/time_to_target.png)" in md
+    assert not list(sweep.glob("**/*.tmp"))  # atomic writes leave no temp file
+
+
+def test_lr_pick_per_optimizer(lr_report):
+    picks = {p.group: p for p in lr_report.lr_picks}
+    assert set(picks) == {"optimizer=adam", "optimizer=sgd"}
+    assert picks["optimizer=adam"].best_lr == "0.01"
+    assert picks["optimizer=sgd"].best_lr == "0.1"  # not 0.01: faster median, but one seed missed the target
+    assert [lr for lr, _ in picks["optimizer=sgd"].curve] == [0.001, 0.01, 0.1]
+    assert lr_report.rows[0].config == "optimizer=adam optimizer.lr=0.01"
+    assert [r.config for r in lr_report.rows[:4]] == [
+        "optimizer=adam optimizer.lr=0.01",
+        "optimizer=sgd optimizer.lr=0.1",
+        "optimizer=adam optimizer.lr=0.001",
+        "optimizer=sgd optimizer.lr=0.01",
+    ]
+    # both unreached: sgd lr=0.001 (val best 0.5) beats diverged adam lr=0.1 (val best 0.1)
+    assert [r.config for r in lr_report.rows[4:]] == [
+        "optimizer=sgd optimizer.lr=0.001",
+        "optimizer=adam optimizer.lr=0.1",
+    ]
+    assert (lr_report.sweep_dir / "plots" / "lr_sensitivity.png").read_bytes().startswith(PNG_MAGIC)
+    md = lr_report.md_path.read_text()
+    assert "| optimizer=adam | 0.01 | optimizer=adam optimizer.lr=0.01 | 2/2 | 2.5 | 0.001, 0.01, 0.1 |" in md
+
+
+def test_partial_sweep_with_missing_summary_and_empty_metrics_still_reports(tmp_path):
+    make_job(tmp_path, 0, ["optimizer=adam", "seed=0"], seconds=2.0)
+    make_job(tmp_path, 1, ["optimizer=sgd", "seed=0"], summary=False, metrics="empty")
+    make_job(tmp_path, 2, ["optimizer=sgd", "seed=1"], status="failed", error="boom", metrics="truncated")
+    (tmp_path / "3").mkdir()  # a job killed before Hydra wrote anything
+    report = build_report(tmp_path, print_table=False)
+    assert [(r.config, r.n_runs, r.reached, r.failed) for r in report.rows] == [
+        ("optimizer=adam", 1, 1, 0),
+        ("optimizer=sgd", 2, 0, 2),
+        ("(overrides unknown)", 1, 0, 1),
+    ]
+    assert all(p.is_file() for p in report.paths)
+
+
+def test_all_unreached_sweep_writes_files_with_empty_medians(tmp_path):
+    for i, opt in enumerate(["adam", "sgd"]):
+        make_job(tmp_path, i, [f"optimizer={opt}", "seed=0"], val_best=0.5 + 0.1 * i, metrics="none")
+    report = build_report(tmp_path, print_table=False)
+    rows = list(csv.DictReader(report.csv_path.open()))
+    assert [(r["config"], r["median_seconds"], r["rank"]) for r in rows] == [
+        ("optimizer=sgd", "", "1"),
+        ("optimizer=adam", "", "2"),
+    ]
+    assert all(p.is_file() for p in report.paths)
+
+
+def test_seed_only_sweep_is_one_configuration_named_by_its_overrides(tmp_path):
+    for seed in range(3):
+        make_job(tmp_path, seed, ["optimizer=adam", f"seed={seed}"], seconds=1.0 + seed)
+    report = build_report(tmp_path, print_table=False)
+    assert [(r.config, r.n_runs, r.median_seconds) for r in report.rows] == [("optimizer=adam", 3, 2.0)]
+
+
+def test_metrics_csv_reader_pairs_time_with_val_acc(tmp_path):
+    job = make_job(tmp_path, 0, ["seed=0"], seconds=4.0)
+    series = read_metrics_csv(job / "metrics.csv")
+    assert len(series["train/loss"]) == 10 and len(series["test/acc"]) == 1
+    run = build_report(tmp_path, print_table=False).runs[0]
+    points = run.paired("time/train_seconds", "val/acc")
+    assert len(points) == 5 and points[0] == pytest.approx((1.6, 0.36))
+
+
+def test_median_band_over_runs_of_different_lengths():
+    x, med, lo, hi = median_band([[(0, 0.0), (10, 1.0)], [(0, 0.0), (10, 3.0)], [(0, 0.0), (5, 5.0)]])
+    assert x[0] == 0 and x[-1] == 10
+    i = int(abs(x - 5).argmin())
+    assert (med[i], lo[i], hi[i]) == pytest.approx((1.5, 0.5, 5.0), abs=0.05)
+    assert (med[-1], lo[-1], hi[-1]) == pytest.approx((3.0, 1.0, 5.0))  # the short run holds its last value
+
+
+def test_terminal_table_printed(tmp_path, capsys):
+    make_job(tmp_path, 0, ["optimizer=adam", "seed=0"], seconds=2.0)
+    build_report(tmp_path)
+    out = capsys.readouterr().out
+    assert "optimizer=adam" in out and "report.md" in out
+
+
+@pytest.mark.parametrize("make", [lambda p: p / "missing", lambda p: p])  # no folder; a folder with no job
+def test_cli_exit_2_when_no_sweep(tmp_path, capsys, make):
+    sweep = make(tmp_path)
+    assert main([str(sweep)]) == 2
+    err = capsys.readouterr().err
+    assert str(sweep) in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(NoJobsError):
+        build_report(sweep)
+
+
+def test_cli_exit_0_writes_report(tmp_path):
+    make_job(tmp_path, 0, ["optimizer=adam", "seed=0"], seconds=2.0)
+    make_job(tmp_path, 1, ["optimizer=sgd", "seed=0"], seconds=3.0)
+    env = {**os.environ, "COLUMNS": "200"}  # a wide terminal, so the table does not fold config names
+    cmd = [sys.executable, "-m", "trainspeed.report", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "optimizer=adam" in done.stdout
+    assert (tmp_path / "report.html").is_file() and (tmp_path / "report.csv").is_file()
+
+
+def test_hydra_callback_writes_report_and_never_raises(tmp_path, capsys):
+    make_job(tmp_path, 0, ["optimizer=adam", "seed=0"], seconds=2.0)
+    ReportOnSweepEnd(print_table=False).on_multirun_end(
+        OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    )
+    assert (tmp_path / "report.md").is_file()
+    missing = tmp_path / "nope"
+    ReportOnSweepEnd().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(missing)}}}))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning:") and str(missing) in err[0]
+    ReportOnSweepEnd().on_multirun_end(OmegaConf.create({}))  # no hydra node at all: still no exception
