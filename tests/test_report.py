@@ -246,3 +246,41 @@ def test_hydra_callback_writes_report_and_never_raises(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("warning:") and str(missing) in err[0]
     ReportOnSweepEnd().on_multirun_end(OmegaConf.create({}))  # no hydra node at all: still no exception
+
+
+HYDRA_APP = """
+import json
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+
+
+@hydra.main(version_base=None, config_path=None, config_name=None)
+def main(cfg):
+    out = Path(HydraConfig.get().runtime.output_dir)
+    ttt = {"metric": "val/acc", "target": 0.9, "seconds": float(cfg.t), "steps": 10}
+    summary = {"status": "completed", "reached_target": True, "time_to_target": ttt, "metrics": {}}
+    (out / "summary.json").write_text(json.dumps(summary))
+
+
+main()
+"""
+
+
+def test_hydra_multirun_end_writes_report(tmp_path):
+    """A real Hydra multirun calls the callback with hydra.sweep.dir set."""
+    (tmp_path / "app.py").write_text(HYDRA_APP)
+    sweep = tmp_path / "sweep"
+    callback = "+hydra.callbacks.report._target_=trainspeed.report.hydra_callback.ReportOnSweepEnd"
+    cmd = [sys.executable, "app.py", "-m", "+t=2,1", "+seed=0,1", f"hydra.sweep.dir={sweep}", callback]
+    done = subprocess.run(
+        cmd, cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}
+    )
+    assert done.returncode == 0, done.stderr
+    assert "warning" not in done.stderr
+    rows = list(csv.DictReader((sweep / "report.csv").open()))
+    assert [(r["config"], r["runs"], r["median_seconds"], r["rank"]) for r in rows] == [
+        ("+t=1", "2", "1", "1"),
+        ("+t=2", "2", "2", "2"),
+    ]

@@ -1,4 +1,4 @@
-"""One training job, start to finish: validate, build, fit, test, and write the run record."""
+"""One training job, start to finish: build, fit, test, and write the run record (also when it fails)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from trainspeed.data import build_datamodule
 from trainspeed.model import build_network
 from trainspeed.record.summary import build_summary, final_metrics, write_summary
 from trainspeed.training.classifier import Classifier
-from trainspeed.training.trainer_factory import build_trainer
+from trainspeed.training.trainer_factory import TrainerParts, build_trainer
 
 log = logging.getLogger(__name__)
 
@@ -38,36 +38,70 @@ def _prepare_network(cfg: DictConfig, network: torch.nn.Module) -> torch.nn.Modu
     return network
 
 
+class JobRecorder:
+    """Collects what the run record needs as the job proceeds and writes summary.json once, at the end."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+        self.started = time.perf_counter()
+        self.run_dir, self.overrides = run_dir_and_overrides()
+        self.parts: TrainerParts | None = None
+        self.test_metrics: dict[str, Any] = {}
+
+    def summary(self, status: str, error: str | None = None) -> dict[str, Any]:
+        cfg, parts = self.cfg, self.parts
+        trainer = parts.trainer if parts else None
+        callback_metrics = {**(dict(trainer.callback_metrics) if trainer else {}), **self.test_metrics}
+        best = parts.time_to_target.best if parts else None
+        return build_summary(
+            status=status,
+            time_to_target=parts.time_to_target.result if parts else None,
+            target={"metric": cfg.target.metric, "value": float(cfg.target.value)},
+            metrics=final_metrics(callback_metrics, best, cfg.target.metric),
+            train_seconds=parts.clock.seconds if parts else 0.0,
+            wall_seconds=time.perf_counter() - self.started,
+            steps=int(trainer.global_step) if trainer else 0,
+            epochs=int(trainer.current_epoch) if trainer else 0,
+            seed=int(cfg.seed),
+            overrides=self.overrides,
+            device=str(trainer.strategy.root_device) if trainer else "none",
+            error=error,
+        )
+
+    def write(self, summary: dict[str, Any]) -> None:
+        trainer = self.parts.trainer if self.parts else None
+        if trainer is None or trainer.is_global_zero:
+            write_summary(self.run_dir, summary)
+
+
 def run_job(cfg: DictConfig) -> dict[str, Any]:
-    """Train the configured network and return the summary written to summary.json."""
-    started = time.perf_counter()
-    run_dir, overrides = run_dir_and_overrides()
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = build_datamodule(cfg.data, cfg.seed)
-    network = _prepare_network(cfg, build_network(cfg, datamodule.input_shape, datamodule.num_classes))
-    module = Classifier(
-        network, cfg.optimizer, cfg.scheduler, datamodule.num_classes, cfg.trainer.log_every_n_steps
-    )
-    parts = build_trainer(cfg)
-    trainer = parts.trainer
-    trainer.fit(module, datamodule=datamodule)
-    fit_metrics = dict(trainer.callback_metrics)
-    if cfg.run_test and not trainer.interrupted:
-        trainer.test(module, datamodule=datamodule, verbose=False)
-    metrics = final_metrics({**fit_metrics, **trainer.callback_metrics}, parts.time_to_target.best, cfg.target.metric)
-    summary = build_summary(
-        status="completed",
-        time_to_target=parts.time_to_target.result,
-        target={"metric": cfg.target.metric, "value": float(cfg.target.value)},
-        metrics=metrics,
-        train_seconds=parts.clock.seconds,
-        wall_seconds=time.perf_counter() - started,
-        steps=int(trainer.global_step),
-        epochs=int(trainer.current_epoch),
-        seed=int(cfg.seed),
-        overrides=overrides,
-        device=str(trainer.strategy.root_device),
-    )
-    if trainer.is_global_zero:
-        write_summary(run_dir, summary)
+    """Train the configured network and return the summary written to summary.json.
+
+    On any error the record is still written, with status "failed" and the error message, before the error
+    propagates: a failed job never leaves a folder that looks unfinished or completed.
+    """
+    recorder = JobRecorder(cfg)
+    try:
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        datamodule = build_datamodule(cfg.data, cfg.seed)
+        network = _prepare_network(cfg, build_network(cfg, datamodule.input_shape, datamodule.num_classes))
+        module = Classifier(
+            network, cfg.optimizer, cfg.scheduler, datamodule.num_classes, cfg.trainer.log_every_n_steps
+        )
+        recorder.parts = build_trainer(cfg)
+        trainer = recorder.parts.trainer
+        trainer.fit(module, datamodule=datamodule)
+        if trainer.interrupted:
+            raise KeyboardInterrupt
+        if cfg.run_test:
+            fit_metrics = dict(trainer.callback_metrics)
+            trainer.test(module, datamodule=datamodule, verbose=False)
+            recorder.test_metrics = {**fit_metrics, **trainer.callback_metrics}
+        guard = recorder.parts.divergence
+        summary = recorder.summary("diverged" if guard.diverged else "completed", error=guard.reason)
+    except BaseException as err:
+        message = "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
+        recorder.write(recorder.summary("failed", error=message))
+        raise
+    recorder.write(summary)
     return summary

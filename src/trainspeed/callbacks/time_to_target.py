@@ -44,7 +44,11 @@ class TimeToTarget(Callback):
             self.resolution_steps = int(every) * int(trainer.check_val_every_n_epoch or 1)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.state.fn != "fit" or self.metric not in trainer.callback_metrics:
+        if (
+            trainer.sanity_checking
+            or trainer.state.fn != "fit"
+            or self.metric not in trainer.callback_metrics
+        ):
             return
         value = float(trainer.callback_metrics[self.metric])
         if math.isnan(value):
@@ -65,7 +69,11 @@ class TimeToTarget(Callback):
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 logger.log_metrics(
-                    {f"time_to_target/{k}": v for k, v in self.result.items() if k in ("seconds", "steps", "epochs", "samples")},
+                    {
+                        f"time_to_target/{k}": v
+                        for k, v in self.result.items()
+                        if k in ("seconds", "steps", "epochs", "samples")
+                    },
                     step=trainer.global_step,
                 )
         if self.stop:

@@ -16,7 +16,12 @@ class TensorDataModule(pl.LightningDataModule):
 
     def __init__(self, splits: Splits, batch_size: int, eval_batch_size: int, seed: int) -> None:
         super().__init__()
-        self.splits, self.batch_size, self.eval_batch_size, self.seed = splits, batch_size, eval_batch_size, seed
+        self.splits, self.batch_size, self.eval_batch_size, self.seed = (
+            splits,
+            batch_size,
+            eval_batch_size,
+            seed,
+        )
         self._on_device: Splits | None = None
 
     @property

@@ -40,7 +40,9 @@ def build_network(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: in
     else:
         raise unknown_name("model.family", family, FAMILIES)
     activation = cfg.activation.name if cfg.activation.name != "default" else "relu"
-    initialize(network.modules(), cfg.initializer, activation, float(cfg.activation.get("negative_slope", 0.01)))
+    initialize(
+        network.modules(), cfg.initializer, activation, float(cfg.activation.get("negative_slope", 0.01))
+    )
     return network
 
 
@@ -60,7 +62,8 @@ def _build_timm(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int,
             if norm is None:
                 break
     raise ConfigError(
-        "normalization", cfg.normalization.name,
+        "normalization",
+        cfg.normalization.name,
         f"a normalization that timm model {cfg.model.name!r} can take (with activation={cfg.activation.name!r}, "
         f"input {list(input_shape)})",
         problem=errors[-1][:200],

@@ -19,7 +19,9 @@ WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 def _check_weights_file(weights: str) -> Path:
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise DataError(f"model.weights={weights!r}: no such file (expected a {'/'.join(WEIGHT_SUFFIXES)} file)")
+        raise DataError(
+            f"model.weights={weights!r}: no such file (expected a {'/'.join(WEIGHT_SUFFIXES)} file)"
+        )
     if path.suffix not in WEIGHT_SUFFIXES:
         raise ConfigError("model.weights", weights, "a " + ", ".join(WEIGHT_SUFFIXES) + " file")
     return path
@@ -61,7 +63,9 @@ def create_timm_model(
     except TypeError as err:
         swapped = [k for k in ("act_layer", "norm_layer") if k in kwargs]
         raise ConfigError(
-            "model.name", name, "a timm model that accepts " + " and ".join(swapped or ["these arguments"]),
+            "model.name",
+            name,
+            "a timm model that accepts " + " and ".join(swapped or ["these arguments"]),
             problem=str(err),
         ) from err
     return model

@@ -25,7 +25,11 @@ def optimizer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     if name not in list_optimizers():
         raise unknown_name("optimizer.name", name, list_optimizers())
     info = default_registry.get_optimizer_info(name)
-    kwargs: dict[str, Any] = {"opt": name, "lr": float(cfg.lr), "weight_decay": float(cfg.get("weight_decay", 0.0))}
+    kwargs: dict[str, Any] = {
+        "opt": name,
+        "lr": float(cfg.lr),
+        "weight_decay": float(cfg.get("weight_decay", 0.0)),
+    }
     if info.has_momentum:
         kwargs["momentum"] = float(cfg.get("momentum", 0.9))
     if info.has_betas and cfg.get("betas") is not None:

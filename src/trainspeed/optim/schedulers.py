@@ -58,8 +58,12 @@ def build_scheduler(
         )
     else:  # plateau
         scheduler = lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode=cfg.mode, factor=float(cfg.factor), patience=int(cfg.patience),
-            threshold=float(cfg.threshold), min_lr=float(cfg.min_lr),
+            optimizer,
+            mode=cfg.mode,
+            factor=float(cfg.factor),
+            patience=int(cfg.patience),
+            threshold=float(cfg.threshold),
+            min_lr=float(cfg.min_lr),
         )
         return {"scheduler": scheduler, "interval": "epoch", "monitor": cfg.monitor, "strict": False}
     return {"scheduler": scheduler, "interval": cfg.interval, "frequency": 1}

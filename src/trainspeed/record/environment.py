@@ -9,8 +9,17 @@ from importlib import metadata
 from pathlib import Path
 
 PACKAGES = (
-    "trainspeed", "torch", "torchvision", "pytorch-lightning", "hydra-core", "omegaconf", "timm", "torchmetrics",
-    "wandb", "numpy", "scikit-learn",
+    "trainspeed",
+    "torch",
+    "torchvision",
+    "pytorch-lightning",
+    "hydra-core",
+    "omegaconf",
+    "timm",
+    "torchmetrics",
+    "wandb",
+    "numpy",
+    "scikit-learn",
 )
 
 

@@ -23,7 +23,9 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(number) else round(number, 6)
 
 
-def final_metrics(callback_metrics: dict[str, Any], best: float | None, metric: str) -> dict[str, float | None]:
+def final_metrics(
+    callback_metrics: dict[str, Any], best: float | None, metric: str
+) -> dict[str, float | None]:
     """The metrics the record keeps, as plain floats; the best value of the target metric is always kept."""
     metrics = {k: _number(callback_metrics[k]) for k in FINAL_METRICS if k in callback_metrics}
     if best is not None:
@@ -53,7 +55,12 @@ def build_summary(
     return {
         "status": status,
         "reached_target": time_to_target is not None,
-        "time_to_target": {"metric": target["metric"], "target": target["value"], **empty, **(time_to_target or {})},
+        "time_to_target": {
+            "metric": target["metric"],
+            "target": target["value"],
+            **empty,
+            **(time_to_target or {}),
+        },
         "metrics": metrics,
         "train_seconds": round(train_seconds, 4),
         "wall_seconds": round(wall_seconds, 4),

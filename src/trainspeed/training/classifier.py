@@ -87,7 +87,11 @@ class Classifier(pl.LightningModule):
         if not self.trainer.sanity_checking:
             self.val_acc_best.update(acc)
         self.log_dict(
-            {"val/loss": self.val_loss.compute(), "val/acc": acc, "val/acc_best": self.val_acc_best.compute()},
+            {
+                "val/loss": self.val_loss.compute(),
+                "val/acc": acc,
+                "val/acc_best": self.val_acc_best.compute(),
+            },
             prog_bar=True,
         )
         self.val_acc.reset()

@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 
+from trainspeed.callbacks.divergence import DivergenceGuard
 from trainspeed.callbacks.time_to_target import TimeToTarget
 from trainspeed.callbacks.train_clock import TrainClock
 
@@ -21,6 +22,7 @@ class TrainerParts:
     trainer: pl.Trainer
     clock: TrainClock
     time_to_target: TimeToTarget
+    divergence: DivergenceGuard
 
 
 def _instantiate_all(group: DictConfig | None) -> list:
@@ -31,7 +33,8 @@ def _instantiate_all(group: DictConfig | None) -> list:
 
 
 def build_trainer(cfg: DictConfig) -> TrainerParts:
-    """A Trainer whose callbacks always include the training clock and the time-to-target check."""
+    """A Trainer whose callbacks always include the training clock, the time-to-target check and the divergence
+    guard (the measurement itself, so not optional like the `callbacks` group)."""
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     for key in OWN_TRAINER_KEYS:
         kwargs.pop(key, None)
@@ -46,6 +49,10 @@ def build_trainer(cfg: DictConfig) -> TrainerParts:
     time_to_target = TimeToTarget(
         clock, target.metric, target.value, stop=target.stop, mode=target.get("mode", "auto")
     )
+    guard_cfg = cfg.get("divergence") or {}
+    divergence = DivergenceGuard(guard_cfg.get("max_loss_ratio", 10.0), guard_cfg.get("patience", 3))
     loggers = _instantiate_all(cfg.get("logger"))
-    trainer = pl.Trainer(**kwargs, callbacks=[clock, time_to_target, *callbacks], logger=loggers or False)
-    return TrainerParts(trainer, clock, time_to_target)
+    trainer = pl.Trainer(
+        **kwargs, callbacks=[clock, time_to_target, divergence, *callbacks], logger=loggers or False
+    )
+    return TrainerParts(trainer, clock, time_to_target, divergence)

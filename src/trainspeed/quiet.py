@@ -1,0 +1,29 @@
+"""Silence library chatter that says nothing about the user's run, so real warnings stand out."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+# (category, message regex) of warnings that are expected in how trainspeed uses its libraries
+_EXPECTED_WARNINGS = (
+    # Hydra writes .hydra/ and the job log into the run folder before the CSV logger opens it
+    r".*Experiment logs directory .* exists and is not empty.*",
+    # index-batched tensors are not a torch DataLoader: there are no workers to tune
+    r".*does not have many workers.*",
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
+    r".*The number of training batches \(\d+\) is smaller than the logging interval.*",
+)
+
+
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
+def quiet_library_noise() -> None:
+    """Filter the known-harmless warnings and the advertising tips of Lightning."""
+    for pattern in _EXPECTED_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_DropTips())
