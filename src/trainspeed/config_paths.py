@@ -23,3 +23,7 @@ def extra_kwargs(cfg, key: str = "kwargs") -> dict:
 
     value = cfg.get(key)
     return dict(OmegaConf.to_container(value, resolve=True)) if value else {}
+
+
+if __name__ == "__main__":
+    print(config_dir())

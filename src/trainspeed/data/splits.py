@@ -51,9 +51,12 @@ def split_by_seed(
         if fraction <= 0:
             parts.append(rest[:0])
             continue
-        rest, part = train_test_split(
-            rest, test_size=fraction / remaining, random_state=seed, stratify=labels[rest]
-        )
+        share = fraction / remaining
+        counts = np.bincount(labels[rest])
+        classes = int((counts > 0).sum())
+        # stratify when every class can appear on both sides; tiny data sets fall back to a plain shuffle
+        stratify = labels[rest] if counts[counts > 0].min() >= 2 and share * len(rest) >= classes else None
+        rest, part = train_test_split(rest, test_size=share, random_state=seed, stratify=stratify)
         parts.append(part)
         remaining -= fraction
     out = [rest, *parts]

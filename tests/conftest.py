@@ -1,0 +1,62 @@
+"""Shared fixtures: compose the real Hydra config in-process, and run the CLI as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from trainspeed.config_paths import CONFIG_NAME, config_dir
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = Path(config_dir())
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# fast, quiet defaults for tests that train
+FAST = ["trainer.enable_progress_bar=false", "trainer.max_epochs=1", "run_test=false", "logger=csv"]
+
+
+def compose_config(overrides: list[str], run_dir: Path) -> DictConfig:
+    """The config `python -m trainspeed.train <overrides>` would run with, its output folder set to run_dir.
+
+    HydraConfig is set as in a real run, so ${hydra:runtime.output_dir} and the job's overrides resolve.
+    """
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(CONFIG_NAME, overrides=[*overrides, f"hydra.run.dir={run_dir}"], return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.job.name = "train"
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """compose_config bound to a fresh run folder under tmp_path."""
+    counter = iter(range(10_000))
+
+    def make(*overrides: str) -> DictConfig:
+        run_dir = tmp_path / f"run{next(counter)}"
+        run_dir.mkdir()
+        return compose_config(list(overrides), run_dir)
+
+    yield make
+    GlobalHydra.instance().clear()
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m <args>` in a subprocess, as a user would from `cwd`."""
+    full_env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "COLUMNS": "200", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env
+    )
