@@ -7,6 +7,33 @@ from pathlib import Path
 CONFIG_NAME = "train"
 
 
+def _scale_lr(base_lr: float, base_batch_size: int, batch_size: int, rule: str = "linear") -> float:
+    """Learning rate for another batch size: linear (Goyal et al., for SGD) or sqrt (for adaptive methods)."""
+    ratio = float(batch_size) / float(base_batch_size)
+    if rule not in ("linear", "sqrt"):
+        raise ValueError(f"scale_lr rule={rule!r}; accepted: linear, sqrt")
+    return float(base_lr) * (ratio if rule == "linear" else ratio**0.5)
+
+
+def register_resolvers() -> None:
+    """Config resolvers of trainspeed: ${scale_lr:base_lr,base_batch_size,batch_size,rule}."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("scale_lr"):
+        OmegaConf.register_new_resolver("scale_lr", _scale_lr)
+
+
+def in_sweep() -> bool:
+    """True inside a job of a Hydra multirun."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+register_resolvers()
+
+
 def config_dir() -> str:
     """The `conf/` folder: inside the installed package (wheels ship it as trainspeed/conf) or, in a source
     checkout and editable installs, at the top of the repository."""

@@ -12,6 +12,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from trainspeed.callbacks.divergence import DivergenceGuard
 from trainspeed.callbacks.time_to_target import TimeToTarget
 from trainspeed.callbacks.train_clock import TrainClock
+from trainspeed.config_paths import in_sweep
 
 # trainer.* keys that are trainspeed's own, not Lightning Trainer arguments
 OWN_TRAINER_KEYS = ("compile", "channels_last")
@@ -46,9 +47,9 @@ def build_trainer(cfg: DictConfig) -> TrainerParts:
         callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
     clock = TrainClock()
     target = cfg.target
-    time_to_target = TimeToTarget(
-        clock, target.metric, target.value, stop=target.stop, mode=target.get("mode", "auto")
-    )
+    # target.stop: null means "stop in sweeps" (each job only has to reach the target), "train on" in single runs
+    stop = target.stop if target.get("stop") is not None else in_sweep()
+    time_to_target = TimeToTarget(clock, target.metric, target.value, stop=stop, mode=target.get("mode", "auto"))
     guard_cfg = cfg.get("divergence") or {}
     divergence = DivergenceGuard(guard_cfg.get("max_loss_ratio", 10.0), guard_cfg.get("patience", 3))
     loggers = _instantiate_all(cfg.get("logger"))
