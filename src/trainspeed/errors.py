@@ -39,3 +39,37 @@ def unknown_name(key: str, value: str, choices: Iterable[str]) -> ConfigError:
     else:
         accepted = ", ".join(choices[:20]) + f", ... ({len(choices)} names in all)"
     return ConfigError(key, value, accepted, problem="unknown name")
+
+
+class ResourceError(TrainspeedError):
+    """The run needs more of the device than it has (memory): the message says which settings lower the need."""
+
+
+# a torch.cuda.OutOfMemoryError, or the allocator's message on the CPU / MPS (matched by text: no torch import)
+_OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
+def out_of_memory(err: BaseException, batch_size: object, precision: object) -> ResourceError | None:
+    """A ResourceError suggesting a smaller batch or a lower precision when `err` is an out-of-memory error."""
+    text = str(err)
+    if type(err).__name__ != "OutOfMemoryError" and not any(m in text.lower() for m in _OOM_MARKERS):
+        return None
+    try:
+        smaller = f"data.batch_size={max(int(batch_size) // 2, 1)}"  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        smaller = "a smaller data.batch_size"
+    first_line = text.strip().splitlines()[0][:200] if text.strip() else type(err).__name__
+    return ResourceError(
+        f"out of memory with data.batch_size={batch_size} and trainer.precision={precision} ({first_line}). "
+        f"Try {smaller}, trainer.precision=bf16-mixed (16-mixed on GPUs without bf16), "
+        "or trainer.accumulate_grad_batches=2 with half the batch size to keep the effective batch."
+    )
+
+
+def is_user_error(err: BaseException) -> bool:
+    """Errors whose message is the whole story (printed without a traceback): trainspeed's own, and Lightning's
+    MisconfigurationException (e.g. trainer=gpu on a machine without one), recognised by name so that this module
+    stays free of heavy imports."""
+    return isinstance(err, TrainspeedError) or any(
+        cls.__name__ == "MisconfigurationException" for cls in type(err).__mro__
+    )

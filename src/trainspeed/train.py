@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import time
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -11,9 +13,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from trainspeed.config_paths import CONFIG_NAME, config_dir
-from trainspeed.errors import TrainspeedError
-from trainspeed.job import run_job
+from trainspeed.errors import TrainspeedError, is_user_error
 from trainspeed.quiet import quiet_library_noise
+from trainspeed.validation import record_refusal, validate
 
 log = logging.getLogger("trainspeed")
 
@@ -28,23 +30,51 @@ def main(cfg: DictConfig) -> float | None:
 
     In a sweep a failing job is recorded (summary.json, status "failed") and the sweep goes on; the sweep's exit
     code says that something failed (see trainspeed.sweep_callbacks). A single run re-raises, so it exits non-zero.
+    The config is validated first (trainspeed.validation); a refused run's folder gets a failed summary.json.
     """
+    started = time.perf_counter()
+    try:
+        validate(cfg)  # before torch is imported: a refused run costs a second, not a model build
+    except TrainspeedError as err:
+        record_refusal(cfg, err, time.perf_counter() - started)  # Hydra made the folder: mark it failed
+        return _job_failed(err, cfg)
     quiet_library_noise()
+    from trainspeed.job import run_job  # torch and Lightning load only for a config that passed validation
+
     try:
         summary = run_job(cfg)
+    except KeyboardInterrupt:  # Ctrl-C: run_job wrote the record and checkpoints/last.ckpt; a sweep stops too
+        where = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else "the run folder"
+        print(f"trainspeed: interrupted; record and last checkpoint written in {where}", file=sys.stderr)
+        raise SystemExit(130) from None
     except Exception as err:
-        user_error = isinstance(err, TrainspeedError) and not os.environ.get("HYDRA_FULL_ERROR")
-        if not _in_sweep():
-            if not user_error:
-                raise
-            log.error("%s", err)
-            raise SystemExit(2) from None
-        if user_error:
-            log.error("job failed: %s", err)
-        else:
-            log.exception("job failed; the sweep goes on")
-        return None
+        return _job_failed(err, cfg)
     return summary["time_to_target"]["seconds"]
+
+
+def _user_message(err: Exception, cfg: DictConfig) -> str:
+    if isinstance(err, TrainspeedError):
+        return str(err)
+    # Lightning's MisconfigurationException names no config key: say which trainer settings it refused
+    keys = ("accelerator", "devices", "strategy", "precision")
+    settings = ", ".join(f"trainer.{k}={cfg.trainer.get(k)}" for k in keys if k in cfg.trainer)
+    return f"Lightning refused the trainer settings ({settings}): {err}"
+
+
+def _job_failed(err: Exception, cfg: DictConfig) -> None:
+    """A single run exits (code 2 and one line for a user error, else the traceback); a sweep goes on."""
+    user_error = is_user_error(err) and not os.environ.get("HYDRA_FULL_ERROR")
+    if not _in_sweep():
+        if not user_error:
+            raise err
+        print(f"trainspeed: error: {_user_message(err, cfg)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if user_error:
+        job = HydraConfig.get().job.num
+        print(f"trainspeed: job {job} failed: {_user_message(err, cfg)}", file=sys.stderr)
+    else:
+        log.error("job failed; the sweep goes on", exc_info=err)
+    return None
 
 
 if __name__ == "__main__":

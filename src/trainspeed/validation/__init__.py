@@ -1,0 +1,83 @@
+"""Validation of a composed config before anything heavy is imported or built.
+
+`validate(cfg)` checks every config group against its schema (types and ranges, schemas.py), then the settings
+that must agree with each other (cross_checks.py), then, for a timm backbone only, the model against the data
+(timm_checks.py, the one check that imports torch). The first problem found is raised as a ConfigError (or a
+DataError for a missing file) naming the key, the value and what is accepted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+from trainspeed.errors import ConfigError
+from trainspeed.validation import cross_checks
+from trainspeed.validation.names import check_optimizer_name
+from trainspeed.validation.refusal import record_refusal
+from trainspeed.validation.rules import check_schema
+from trainspeed.validation.schemas import FINETUNE, GROUPS, TOP_LEVEL
+
+__all__ = ["record_refusal", "validate"]
+
+OPTIONAL = ("divergence",)  # the job falls back to its defaults without it
+
+
+def _plain(cfg: DictConfig, key: str, required: bool = True) -> Any:
+    """cfg[key] resolved to plain Python values; unresolvable or missing (???) values become a ConfigError."""
+    try:
+        node = cfg.get(key)
+        if node is None:
+            if required:
+                raise ConfigError(key, None, f"an option of the {key} config group (see conf/{key}/)")
+            return None
+        return (
+            OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
+            if OmegaConf.is_config(node)
+            else node
+        )
+    except MissingMandatoryValue as err:
+        raise ConfigError(
+            err.full_key,
+            "???",
+            f"a value on the command line ({err.full_key}=...)",
+            problem="required, no default",
+        ) from None
+    except OmegaConfBaseException as err:
+        problem = str(err).splitlines()[0]
+        raise ConfigError(err.full_key or key, None, "a value that resolves", problem=problem) from None
+
+
+def validate(cfg: DictConfig) -> None:
+    """Refuse a config that cannot train, before torch is imported (except to look up a timm model)."""
+    values = {key: _plain(cfg, key, required=key not in OPTIONAL) for key in GROUPS}
+    for key in TOP_LEVEL:
+        values[key] = _plain(cfg, key)
+    check_schema(values, "", TOP_LEVEL)
+    for group, schema in GROUPS.items():
+        if values[group] is None and group in OPTIONAL:
+            values[group] = {}
+        if not isinstance(values[group], dict):
+            raise ConfigError(
+                group, values[group], f"an option of the {group} config group (see conf/{group}/)"
+            )
+        check_schema(values[group], group, schema)
+    data, model, norm = values["data"], values["model"], values["normalization"]
+    if isinstance(values["optimizer"].get("name"), str):
+        check_optimizer_name(values["optimizer"]["name"])
+    cross_checks.check_target(values["target"])
+    cross_checks.check_data(data)
+    finetune = _plain(cfg, "finetune", required=False)
+    if isinstance(finetune, dict):
+        check_schema(finetune, "finetune", FINETUNE)
+    cross_checks.check_model(model, norm, data, scratch=cross_checks.finetune_strategy(finetune) == "scratch")
+    cross_checks.check_trainer(values["trainer"])
+    cross_checks.check_finetune(finetune, model, values["trainer"])
+    for group in ("callbacks", "logger"):
+        cross_checks.check_plugin_group(group, _plain(cfg, group, required=False))
+    if model.get("family") == "timm":
+        from trainspeed.validation.timm_checks import check_timm_model  # imports timm and torch
+
+        check_timm_model(model, norm, cross_checks.image_shape(data))

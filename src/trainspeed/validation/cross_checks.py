@@ -1,0 +1,174 @@
+"""Checks that involve more than one key: ranges that depend on another value, and contradictory settings."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from trainspeed.errors import ConfigError, DataError
+from trainspeed.validation.names import GPU_ONLY_PRECISIONS, NATIVE_CLASSES, NATIVE_IMAGES
+from trainspeed.validation.rules import divisors
+
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+# fine-tuning strategies that keep (part of) the backbone as loaded, so they need loaded weights
+NEEDS_WEIGHTS = ("linear_probe", "gradual")
+
+
+def check_target(target: dict[str, Any]) -> None:
+    """An accuracy target lies in (0, 1]; a loss target is > 0 (a loss of exactly 0 is never reached)."""
+    metric, value = target.get("metric", "val/acc"), target.get("value")
+    if value is None:  # no target value at all: the schema refuses a null one
+        return
+    if "acc" in metric and not 0 < value <= 1:
+        raise ConfigError("target.value", value, f"a number in (0, 1] ({metric} is an accuracy)")
+    if "loss" in metric and not (value > 0 and math.isfinite(value)):
+        raise ConfigError("target.value", value, f"a number > 0 ({metric} is a loss)")
+
+
+def check_data(data: dict[str, Any]) -> None:
+    """Split fractions that leave training data, class subsets that exist, an image folder that exists."""
+    held_out = data.get("val_fraction", 0) + data.get("test_fraction", 0)
+    if held_out >= 1:
+        raise ConfigError(
+            "data.val_fraction",
+            data["val_fraction"],
+            f"fractions with data.val_fraction + data.test_fraction < 1 (now {held_out:g}: no training data left)",
+        )
+    classes, name = data.get("classes"), data.get("name")
+    num_classes = data.get("num_classes") if name == "synthetic" else NATIVE_CLASSES.get(name)
+    if classes is not None:
+        if len(set(classes)) != len(classes):
+            raise ConfigError("data.classes", classes, "distinct class indices")
+        if num_classes is not None and max(classes) >= num_classes:
+            raise ConfigError(
+                "data.classes", classes, f"2 or more distinct class indices in 0..{num_classes - 1}"
+            )
+    if name == "imagefolder" and not Path(str(data.get("root"))).expanduser().is_dir():
+        raise DataError(
+            f"data.root={data.get('root')!r}: no such folder; expected root/<class>/<image> (ImageFolder layout)"
+        )
+
+
+def image_shape(data: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(channels, side) of the images the network will see; None where only the files can tell."""
+    name, size = data.get("name"), data.get("image_size")
+    if name == "synthetic":
+        shape = data.get("shape") or [1, 8, 8]
+        channels, native = (shape[0], 1) if len(shape) == 1 else (shape[0], min(shape[1:]))
+    else:
+        channels, native = NATIVE_IMAGES.get(name, (None, None))
+    return channels, size if size is not None else native
+
+
+def check_model(
+    model: dict[str, Any], norm: dict[str, Any], data: dict[str, Any], scratch: bool = False
+) -> None:
+    """Groupnorm group counts that divide the widths, batchnorm with batches that have statistics, weights files."""
+    family = model.get("family")
+    if norm.get("name") == "groupnorm":
+        widths = {"mlp": [model.get("width")], "cnn": model.get("channels")}.get(family)
+        groups = norm.get("num_groups")
+        if widths and any(w % groups for w in widths):
+            gcd = math.gcd(*widths)
+            where = f"model.width={widths[0]}" if family == "mlp" else f"model.channels={widths}"
+            raise ConfigError(
+                "normalization.num_groups",
+                groups,
+                f"a divisor of every normalized width ({where}): " + ", ".join(map(str, divisors(gcd))),
+            )
+    if family == "mlp" and norm.get("name") == "batchnorm" and data.get("batch_size") == 1:
+        raise ConfigError(
+            "data.batch_size", 1, "≥ 2 with normalization=batchnorm (a batch of one has no batch statistics)"
+        )
+    weights = model.get("weights")
+    if weights and not scratch:  # finetune=scratch ignores the weights
+        path = Path(weights).expanduser()
+        if path.suffix not in WEIGHT_SUFFIXES:
+            raise ConfigError("model.weights", weights, "a " + ", ".join(WEIGHT_SUFFIXES) + " file")
+        if not path.is_file():
+            raise DataError(
+                f"model.weights={weights!r}: no such file (expected a {'/'.join(WEIGHT_SUFFIXES)} file)"
+            )
+
+
+def check_trainer(trainer: dict[str, Any]) -> None:
+    """Epoch bounds that agree, and precisions or options the chosen device cannot run."""
+    max_epochs, min_epochs = trainer.get("max_epochs"), trainer.get("min_epochs")
+    if max_epochs == -1 and trainer.get("max_steps", -1) == -1:
+        raise ConfigError(
+            "trainer.max_epochs", -1, "an integer ≥ 1, or -1 together with trainer.max_steps ≥ 1"
+        )
+    if min_epochs is not None and max_epochs is not None and max_epochs != -1 and min_epochs > max_epochs:
+        raise ConfigError("trainer.min_epochs", min_epochs, f"an integer ≤ trainer.max_epochs={max_epochs}")
+    if trainer.get("accelerator") == "cpu":
+        precision = trainer.get("precision")
+        if precision in GPU_ONLY_PRECISIONS:
+            raise ConfigError(
+                "trainer.precision",
+                precision,
+                "32-true, bf16-mixed, bf16-true or 64-true on the CPU (or a GPU trainer such as trainer=gpu)",
+                problem="GPU-only; on the CPU Lightning would silently train in bf16-mixed instead",
+            )
+        if trainer.get("sync_batchnorm"):
+            raise ConfigError(
+                "trainer.sync_batchnorm",
+                True,
+                "false with trainer.accelerator=cpu (SyncBatchNorm runs on GPUs)",
+            )
+
+
+def finetune_strategy(finetune: Any) -> str | None:
+    """The fine-tuning strategy's name from the finetune group (absent when the group is not composed)."""
+    if not isinstance(finetune, dict):
+        return finetune if isinstance(finetune, str) else None
+    for key in ("name", "strategy", "mode"):
+        if isinstance(finetune.get(key), str):
+            return finetune[key]
+    return None
+
+
+def check_finetune(finetune: Any, model: dict[str, Any], trainer: dict[str, Any]) -> None:
+    """A strategy that freezes the backbone (at first or throughout) needs weights worth keeping; gradual
+    unfreezing happens within the run and on one device."""
+    strategy = finetune_strategy(finetune)
+    if strategy in NEEDS_WEIGHTS and not (model.get("weights") or model.get("pretrained")):
+        raise ConfigError(
+            "finetune",
+            strategy,
+            "finetune=full or finetune=scratch for a network without weights, or load weights: "
+            "model.weights=FILE or model.pretrained=true",
+            problem=f"{strategy} keeps the backbone as loaded, but no weights are loaded",
+        )
+    if strategy != "gradual" or not isinstance(finetune, dict):
+        return
+    unfreeze, max_epochs = finetune.get("unfreeze_epoch"), trainer.get("max_epochs")
+    if isinstance(unfreeze, int) and isinstance(max_epochs, int) and 0 < max_epochs <= unfreeze:
+        raise ConfigError(
+            "finetune.unfreeze_epoch",
+            unfreeze,
+            f"an epoch < trainer.max_epochs={max_epochs} (the backbone would never be unfrozen)",
+        )
+    devices, strategy_name = trainer.get("devices"), str(trainer.get("strategy", "auto"))
+    if "ddp" in strategy_name or "fsdp" in strategy_name or (isinstance(devices, int) and devices > 1):
+        raise ConfigError(
+            "finetune",
+            "gradual",
+            "single-device training (trainer.devices=1, trainer.strategy=auto) for gradual unfreezing",
+            problem=f"trainer.strategy={strategy_name}, trainer.devices={devices}",
+        )
+
+
+def check_plugin_group(group: str, entries: Any) -> None:
+    """`callbacks` and `logger` map names to objects to build: each entry is null or has a `_target_`."""
+    if entries is None:
+        return
+    if not isinstance(entries, dict):
+        raise ConfigError(
+            group, entries, f"a mapping of names to {{_target_: ...}} entries (see conf/{group}/)"
+        )
+    for name, entry in entries.items():
+        if entry is not None and not (isinstance(entry, dict) and isinstance(entry.get("_target_"), str)):
+            raise ConfigError(
+                f"{group}.{name}", entry, "null (to remove it) or a mapping with a _target_ class"
+            )

@@ -1,0 +1,85 @@
+"""The names each config group accepts, importable without torch.
+
+The building modules (model/layers.py, model/initializers.py, optim/, data/sources.py) import torch and timm, which
+takes about ten seconds; validation must refuse a typo in well under that, so the names are repeated here and a test
+(tests/test_robustness.py) keeps both lists equal.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import metadata
+
+from trainspeed.errors import unknown_name
+
+FAMILIES = ("mlp", "cnn", "timm")
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "gelu", "silu", "mish", "tanh", "sigmoid")
+NORMALIZATIONS = ("none", "batchnorm", "layernorm", "groupnorm")
+DEFAULT = "default"
+INITIALIZERS = (
+    "default",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
+    "lecun_normal",
+    "orthogonal",
+    "trunc_normal",
+)
+SCHEDULERS = ("none", "step", "exponential", "cosine", "onecycle", "plateau")
+DATASETS = ("digits", "synthetic", "mnist", "fashion_mnist", "cifar10", "imagefolder")
+# what the LightningModule logs; the target and the plateau scheduler can watch any of them
+METRICS = ("val/acc", "val/loss", "val/acc_best", "train/loss", "train/acc")
+# Lightning's accepted `precision` values (lightning_fabric.plugins.precision.precision._PRECISION_INPUT)
+PRECISIONS = (
+    "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true",
+    "transformer-engine", "transformer-engine-float16", "64", "32", "16", "bf16", 64, 32, 16,
+)  # fmt: skip
+# precisions Lightning cannot run on the CPU: it would silently switch 16-mixed to bf16-mixed
+GPU_ONLY_PRECISIONS = ("16-mixed", "16", 16, "transformer-engine", "transformer-engine-float16")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+
+# (channels, side) of each data set's images before data.image_size resizes them
+NATIVE_IMAGES = {"digits": (1, 8), "mnist": (1, 28), "fashion_mnist": (1, 28), "cifar10": (3, 32)}
+NATIVE_CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10}
+
+# timm.optim.list_optimizers() of the timm version below: checked without importing timm (and torch).
+TIMM_OPTIMIZERS_VERSION = "1.0.31"
+TIMM_OPTIMIZERS = frozenset(
+    """
+    adabelief adadelta adafactor adafactorbv adafactorbvc adagrad adahessian adam adamax adamc adamp adamuon adamw
+    adamwlegacy adan adanw adopt adoptc adoptw bnbadam bnbadam8bit bnbadamw bnbadamw8bit bnbademamix
+    bnbademamix8bit bnblion bnblion8bit bnbsgd bnbsgd8bit cadafactor cadafactorbv cadafactorbvc cadamc cadamp
+    cadamw cadan cadanw cadopt cadoptc cadoptw clamb clambw claprop clion clionc cmars cnadamc cnadamw crmsproptf
+    csgdc csgdp csgdw fusedadam fusedadamw fusedlamb fusednovograd fusedsgd kron kronc kronw lamb lambc lambcd
+    lambcw lambw laprop lapropc larc lars lion lionc madgrad madgradw mars momentum muon nadam nadamc nadamlegacy
+    nadamuon nadamw nesterov nesterovw nlarc nlars nmuon novograd novogradc novogradw radabelief radam radamlegacy
+    radamw rmsprop rmsproptf rmsproptfc rmsproptfw sgd sgdc sgdp sgdw
+    """.split()
+)
+
+
+@cache
+def _timm_version() -> str | None:
+    try:
+        return metadata.version("timm")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def check_optimizer_name(name: str) -> None:
+    """Refuse an optimizer name timm does not know, suggesting the closest names.
+
+    With the timm version the list above was taken from, the list is authoritative; with another version a name
+    missing from it is looked up in timm itself (imported only then).
+    """
+    if name in TIMM_OPTIMIZERS:
+        return
+    known: frozenset[str] | list[str] = TIMM_OPTIMIZERS
+    if _timm_version() != TIMM_OPTIMIZERS_VERSION:
+        from timm.optim import list_optimizers
+
+        known = list_optimizers()
+        if name in known:
+            return
+    raise unknown_name("optimizer.name", name, known)

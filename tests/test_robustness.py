@@ -1,0 +1,347 @@
+"""Bad input is refused before training with one clear line; failures and Ctrl-C never lose a record."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from conftest import CONF, FAST, compose_config, run_cli
+from dataset_files import write_mnist
+
+from trainspeed.errors import ConfigError, TrainspeedError
+from trainspeed.validation import validate
+
+# (overrides, the key the message must name, the value it must show); all refused before torch is imported
+BAD_INPUTS = [
+    (["optimizer.lr=-0.1"], "optimizer.lr", "-0.1"),
+    (["optimizer.lr=abc"], "optimizer.lr", "abc"),
+    (["optimizer=momentum", "optimizer.momentum=1.0"], "optimizer.momentum", "1.0"),
+    (["optimizer.betas=[0.9,1.5]"], "optimizer.betas", "1.5"),
+    (["optimizer.weight_decay=-0.01"], "optimizer.weight_decay", "-0.01"),
+    (["optimizer.name=adamm"], "optimizer.name", "adamm"),
+    (["model.depth=0"], "model.depth", "0"),
+    (["model.dropout=1.0"], "model.dropout", "1.0"),
+    (["model=cnn", "model.channels=[32,0]"], "model.channels", "0"),
+    (["data.batch_size=0"], "data.batch_size", "0"),
+    (["trainer.max_epochs=0"], "trainer.max_epochs", "0"),
+    (["trainer.min_epochs=5", "trainer.max_epochs=2"], "trainer.min_epochs", "5"),
+    (["target.value=1.5"], "target.value", "1.5"),
+    (["target.metric=val/loss", "target.value=-1"], "target.value", "-1"),
+    (["target.metric=val/accuracy"], "target.metric", "val/accuracy"),
+    (["activation.name=gelux"], "activation.name", "gelux"),
+    (["normalization.name=batchnrom"], "normalization.name", "batchnrom"),
+    (["model=cnn", "normalization=groupnorm", "normalization.num_groups=5"], "normalization.num_groups", "5"),
+    (["finetune=linear_probe"], "finetune", "linear_probe"),
+    (["trainer=ddp_cpu", "trainer.precision=16-mixed"], "trainer.precision", "16-mixed"),
+    (["data.val_fraction=0.6", "data.test_fraction=0.5"], "data.val_fraction", "0.6"),
+    (["data.classes=[1,12]"], "data.classes", "12"),
+    (["seed=-1"], "seed", "-1"),
+    (["data=imagefolder"], "data.root", "???"),
+    (["data=imagefolder", "data.root=/no/such/folder"], "data.root", "/no/such/folder"),
+    (["scheduler=plateau", "scheduler.monitor=val/los"], "scheduler.monitor", "val/los"),
+    (["model=timm", "model.weights=/no/such/w.safetensors"], "model.weights", "/no/such/w.safetensors"),
+]
+
+# more of the same, checked in-process (a subprocess each costs a second); the timm checks import torch
+MORE_BAD_INPUTS = [
+    (["optimizer.lr=0"], "optimizer.lr", "0"),
+    (["model.width=-8"], "model.width", "-8"),
+    (["data.batch_size=1.5"], "data.batch_size", "1.5"),
+    (["trainer.max_epochs=-1"], "trainer.max_epochs", "-1"),
+    (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val", "-1"),
+    (["trainer.limit_val_batches=0"], "trainer.limit_val_batches", "0"),
+    (["divergence.max_loss_ratio=0.5"], "divergence.max_loss_ratio", "0.5"),
+    (["initializer.name=he_normal"], "initializer.name", "he_normal"),
+    (["normalization=groupnorm", "normalization.num_groups=3"], "normalization.num_groups", "3"),
+    (["normalization=batchnorm", "data.batch_size=1"], "data.batch_size", "1"),
+    (["trainer=cpu", "trainer.sync_batchnorm=true"], "trainer.sync_batchnorm", "True"),
+    (["model=timm", "model.name=resnet181"], "model.name", "resnet181"),
+    (["model=timm", "model.name=inception_v3"], "data.image_size", "8"),
+    (["model=timm", "model.name=vit_tiny_patch16_224", "data.image_size=32"], "data.image_size", "32"),
+    (
+        ["model=timm", "normalization=groupnorm", "normalization.num_groups=7"],
+        "normalization.num_groups",
+        "7",
+    ),
+]
+
+# makes `import torch` fail in the subprocess: a check that imported it would crash instead of refusing cleanly
+NO_TORCH = "import sys\nsys.modules['torch'] = None\n"
+
+
+def _torch_blocker(tmp_path: Path) -> dict[str, str]:
+    blocker = tmp_path / "no_torch"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(NO_TORCH)
+    return {"PYTHONPATH": os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")])}
+
+
+def test_bad_inputs_are_refused_before_training_with_one_clear_message(tmp_path):
+    assert len(BAD_INPUTS) >= 25
+    env = _torch_blocker(tmp_path)
+
+    def refuse(i: int) -> subprocess.CompletedProcess:
+        overrides = [*BAD_INPUTS[i][0], f"hydra.run.dir={tmp_path / f'run{i}'}"]
+        return run_cli(["trainspeed.train", *overrides], cwd=tmp_path, env=env)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = list(pool.map(refuse, range(len(BAD_INPUTS))))
+    for i, ((overrides, key, value), run) in enumerate(zip(BAD_INPUTS, runs, strict=True)):
+        where = f"{overrides}: rc={run.returncode}\n{run.stderr[-2000:]}"
+        assert run.returncode == 2, where
+        message = run.stderr.strip().splitlines()[-1]
+        assert message.startswith("trainspeed: error: "), where
+        assert f"{key}=" in message and value in message, where
+        assert len(run.stderr.strip().splitlines()) <= 15, where
+        assert "Traceback" not in run.stderr + run.stdout, where
+        # the folder Hydra created is marked failed, with the same message: never a completed-looking record
+        summary = json.loads((tmp_path / f"run{i}" / "summary.json").read_text())
+        assert summary["status"] == "failed" and not summary["reached_target"], where
+        assert summary["metrics"] == {} and summary["steps"] == 0 and key in summary["error"], where
+        assert not (tmp_path / f"run{i}" / "checkpoints").exists(), where
+
+
+@pytest.mark.parametrize(("overrides", "key", "value"), MORE_BAD_INPUTS)
+def test_more_bad_inputs_are_refused(tmp_path, overrides, key, value):
+    with pytest.raises(TrainspeedError) as refused:
+        validate(compose_config(overrides, tmp_path))
+    message = str(refused.value)
+    assert f"{key}=" in message and value in message and "accepted" in message
+
+
+def test_closest_names_are_suggested(tmp_path):
+    cases = {
+        "optimizer.name=adamm": "adam",
+        "activation.name=gelux": "gelu",
+        "normalization.name=batchnrom": "batchnorm",
+        "target.metric=val/accuracy": "val/acc",
+    }
+    for override, suggestion in cases.items():
+        with pytest.raises(ConfigError, match=f"did you mean .*{suggestion}"):
+            validate(compose_config([override], tmp_path))
+
+
+def test_full_error_shows_the_traceback(tmp_path):
+    run = run_cli(
+        ["trainspeed.train", "optimizer.lr=-1", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path,
+        env={"HYDRA_FULL_ERROR": "1"},
+    )
+    assert run.returncode != 0
+    assert "Traceback" in run.stderr and "ConfigError" in run.stderr
+
+
+def test_unknown_group_option_keeps_hydras_message(tmp_path):
+    run = run_cli(["trainspeed.train", "optimizer=adamm"], cwd=tmp_path)
+    assert run.returncode != 0
+    assert "Could not find 'optimizer/adamm'" in run.stderr
+    assert "Available options in 'optimizer'" in run.stderr and "\tadamw" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def _job_summaries(sweep: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep.glob("*/summary.json"))}
+
+
+def _report_rows(sweep: Path) -> list[dict[str, str]]:
+    with open(sweep / "report.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
+    """Four jobs, the last one's data files are missing: 3 completed, 1 failed with the error, report lists 4."""
+    roots = [tmp_path / name for name in ("a", "b", "c", "missing")]
+    for root in roots[:3]:
+        write_mnist(root, n_train=100, n_test=20)
+    sweep = tmp_path / "sweep"
+    run = run_cli(
+        ["trainspeed.train", "-m", "data=mnist", "data.root=" + ",".join(map(str, roots)), *FAST,
+         "trainer.accelerator=cpu", f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 1, run.stderr[-3000:]
+    summaries = _job_summaries(sweep)
+    assert sorted(summaries) == ["0", "1", "2", "3"], run.stderr[-3000:]
+    assert [summaries[j]["status"] for j in "012"] == ["completed"] * 3
+    failed = summaries["3"]
+    assert failed["status"] == "failed" and failed["error"].startswith("DataError: data.root=")
+    assert "the MNIST files are not there" in failed["error"]
+    assert "job 3 failed: data.root=" in run.stderr and "Traceback" not in run.stderr
+    rows = _report_rows(sweep)
+    assert len(rows) == 4
+    assert sorted(int(r["failed"]) for r in rows) == [0, 0, 0, 1]
+    assert "missing" in next(r["config"] for r in rows if r["failed"] == "1")
+
+
+def test_refused_jobs_of_a_sweep_are_recorded_without_loading_torch(tmp_path):
+    sweep = tmp_path / "sweep"
+    run = run_cli(
+        ["trainspeed.train", "-m", "optimizer.lr=-1,0", f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path,
+        env=_torch_blocker(tmp_path),
+    )
+    assert run.returncode == 1, run.stderr[-3000:]
+    summaries = _job_summaries(sweep)
+    assert [s["status"] for s in summaries.values()] == ["failed", "failed"]
+    assert "optimizer.lr=-1 is not valid" in summaries["0"]["error"]
+    assert "optimizer.lr=0 is not valid" in summaries["1"]["error"]
+    assert len(_report_rows(sweep)) == 2
+
+
+def test_ctrl_c_writes_an_interrupted_record_and_a_resumable_checkpoint(tmp_path):
+    """SIGINT once training runs: exit 130, status failed ("interrupted"), checkpoints/last.ckpt that resumes."""
+    import pytorch_lightning as pl
+    import torch
+
+    from trainspeed.data import build_datamodule
+    from trainspeed.model import build_network
+    from trainspeed.training.classifier import Classifier
+    from trainspeed.training.trainer_factory import build_trainer
+
+    run_dir = tmp_path / "run"
+    common = ["logger=csv", "trainer.enable_progress_bar=false", "run_test=false", "trainer.accelerator=cpu"]
+    # best.ckpt appears after the first validation (training is under way); last.ckpt only on the interrupt
+    args = [*common, "trainer.max_epochs=1000", "target.stop=false", "callbacks.checkpoint.save_last=false"]
+    env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trainspeed.train", *args, f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a shell that started the tests in the background may have SIGINT ignored: Ctrl-C must reach the run
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while not (run_dir / "checkpoints" / "best.ckpt").exists() and proc.poll() is None:
+        assert time.monotonic() < deadline, "training did not start"
+        time.sleep(0.05)  # polling for a file, not waiting for time to pass
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["error"] == "interrupted"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    assert state["global_step"] == summary["steps"] >= 20  # saved at the interruption, after ≥ 1 epoch
+    assert {"state_dict", "optimizer_states", "loops", "callbacks"} <= set(state)
+
+    # resume from it: training goes on from the saved step, not from zero
+    epochs = state["epoch"] + 2
+    cfg = compose_config([*common, f"trainer.max_epochs={epochs}"], tmp_path / "resumed")
+    datamodule = build_datamodule(cfg.data, cfg.seed)
+    network = build_network(cfg, datamodule.input_shape, datamodule.num_classes)
+    module = Classifier(network, cfg.optimizer, cfg.scheduler, datamodule.num_classes, 10)
+    trainer = build_trainer(cfg).trainer
+
+    class CountSteps(pl.Callback):
+        steps = 0
+
+        def on_train_batch_end(self, *args) -> None:
+            CountSteps.steps += 1
+
+    trainer.callbacks.append(CountSteps())
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last))
+    assert trainer.global_step == epochs * 20  # 1257 training digits / 64 per batch = 20 steps per epoch
+    assert CountSteps.steps == trainer.global_step - state["global_step"]
+
+
+class RaiseOutOfMemory:
+    """A callback that fails like a GPU running out of memory, on the second training step."""
+
+    def __new__(cls):
+        import pytorch_lightning as pl
+        import torch
+
+        class _Raise(pl.Callback):
+            def on_train_batch_start(self, trainer, *args) -> None:
+                if trainer.global_step == 1:
+                    raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+        return _Raise()
+
+
+def test_out_of_memory_suggests_a_smaller_batch_or_lower_precision(make_config):
+    from trainspeed.errors import ResourceError
+    from trainspeed.job import run_job
+
+    cfg = make_config(
+        *FAST, "trainer.accelerator=cpu", "+callbacks.oom._target_=test_robustness.RaiseOutOfMemory"
+    )
+    with pytest.raises(ResourceError, match=r"data\.batch_size=32.*trainer\.precision=bf16-mixed"):
+        run_job(cfg)
+    summary = json.loads((Path(cfg.hydra.runtime.output_dir) / "summary.json").read_text())
+    assert summary["status"] == "failed"
+    assert summary["error"].startswith("OutOfMemoryError: out of memory with data.batch_size=64")
+    assert "Tried to allocate 2.00 GiB" in summary["error"]
+
+
+def test_lightning_misconfiguration_is_a_user_error():
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    from trainspeed.errors import ConfigError, is_user_error
+
+    assert is_user_error(MisconfigurationException("No supported gpu backend found!"))
+    assert is_user_error(ConfigError("optimizer.lr", -1, "a number > 0"))
+    assert not is_user_error(RuntimeError("a bug"))
+
+
+def test_light_name_lists_match_the_builders():
+    """validation/names.py repeats the builders' names (to stay free of torch): they must not drift apart."""
+    from importlib import metadata
+
+    from timm.optim import list_optimizers
+
+    from trainspeed.data.sources import SOURCES
+    from trainspeed.model import FAMILIES
+    from trainspeed.model.initializers import INITIALIZERS
+    from trainspeed.model.layers import ACTIVATIONS, NORMALIZATIONS
+    from trainspeed.optim.schedulers import SCHEDULERS
+    from trainspeed.validation import names
+
+    assert names.ACTIVATIONS == ACTIVATIONS and names.NORMALIZATIONS == NORMALIZATIONS
+    assert names.INITIALIZERS == INITIALIZERS and names.SCHEDULERS == SCHEDULERS
+    assert names.FAMILIES == FAMILIES and set(names.DATASETS) == set(SOURCES)
+    if metadata.version("timm") == names.TIMM_OPTIMIZERS_VERSION:
+        assert names.TIMM_OPTIMIZERS == set(list_optimizers())
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def _zipped(groups: list[str]) -> list[list[str]]:
+    """Rows that together use every option of every group once or more (option i of each group in row i)."""
+    longest = max(len(_options(g)) for g in groups)
+    return [[f"{g}={_options(g)[i % len(_options(g))]}" for g in groups] for i in range(longest)]
+
+
+def test_every_shipped_option_and_experiment_passes_validation(tmp_path):
+    """No false refusals: every option of every group (and every experiment preset) validates."""
+    weights = tmp_path / "w.safetensors"
+    weights.touch()  # validation checks that the file exists; loading it is the build's job
+    images = tmp_path / "images"
+    images.mkdir()
+    groups = [
+        "optimizer",
+        "scheduler",
+        "data",
+        "activation",
+        "initializer",
+        "normalization",
+        "logger",
+        "callbacks",
+    ]
+    rows = [row + [f"data.root={images}"] if "data=imagefolder" in row else row for row in _zipped(groups)]
+    rows += _zipped(["model", "trainer", "debug"])
+    rows += [["model=timm", f"model.weights={weights}", f"finetune={o}"] for o in _options("finetune")]
+    rows += [[f"experiment={o}", f"model.weights={weights}" if o == "transfer" else "seed=0"]
+             for o in _options("experiment")]  # fmt: skip
+    for row in rows:
+        validate(compose_config(row, tmp_path / "run"))
