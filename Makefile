@@ -25,6 +25,14 @@ train: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
 
+# transfer learning on the bundled digits: pretrain a backbone on digits 0-4 (once), then compare scratch /
+# linear_probe / gradual / full on digits 5-9 (conf/experiment/transfer.yaml)
+TRANSFER_WEIGHTS ?= outputs/pretrained/test_resnet.safetensors
+.PHONY: transfer
+transfer: $(STAMP)
+	test -f $(TRANSFER_WEIGHTS) || PYTHON=$(BIN)/python OUT=$(TRANSFER_WEIGHTS) scripts/pretrain_backbone.sh
+	$(BIN)/python -m trainspeed.train experiment=transfer model.weights=$(TRANSFER_WEIGHTS) $(ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests

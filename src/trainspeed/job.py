@@ -13,9 +13,14 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from trainspeed.data import build_datamodule
+from trainspeed.errors import out_of_memory
 from trainspeed.model import build_network
 from trainspeed.record.summary import build_summary, final_metrics, write_summary
+from trainspeed.resume import checkpoint_step, checkpoint_to_resume
+from trainspeed.tracking.redact import scrub
+from trainspeed.tracking.wandb_logger import finish_wandb_runs, start_wandb_runs
 from trainspeed.training.classifier import Classifier
+from trainspeed.training.finetune import plan_finetune
 from trainspeed.training.trainer_factory import TrainerParts, build_trainer
 
 log = logging.getLogger(__name__)
@@ -68,14 +73,35 @@ class JobRecorder:
             error=error,
         )
 
+    @property
+    def interrupted(self) -> bool:
+        """Whether Lightning stopped fit/test on Ctrl-C (it then exits with SystemExit(1), not KeyboardInterrupt)."""
+        return self.parts is not None and self.parts.trainer.interrupted
+
+    def save_last_checkpoint(self) -> None:
+        """checkpoints/last.ckpt with the state at the interruption (mid-epoch too), so the run can resume."""
+        trainer = self.parts.trainer if self.parts else None
+        if trainer is None or trainer.lightning_module is None:
+            return
+        folder = getattr(trainer.checkpoint_callback, "dirpath", None) or self.run_dir / "checkpoints"
+        try:
+            trainer.save_checkpoint(Path(folder) / "last.ckpt")
+        except Exception as err:  # the record matters more than the checkpoint: write it anyway
+            log.warning("the last checkpoint could not be saved: %s", err)
+
     def write(self, summary: dict[str, Any]) -> None:
         trainer = self.parts.trainer if self.parts else None
         if trainer is None or trainer.is_global_zero:
-            write_summary(self.run_dir, summary)
+            write_summary(self.run_dir, scrub(summary))  # no credential from the environment in the record
+        if trainer is not None:
+            finish_wandb_runs(trainer.loggers, summary)  # the W&B run ends with the job's outcome
 
 
-def run_job(cfg: DictConfig) -> dict[str, Any]:
+def run_job(cfg: DictConfig, resume_from: str | None = None) -> dict[str, Any]:
     """Train the configured network and return the summary written to summary.json.
+
+    `resume_from` (or `resume=RUN_DIR` / `ckpt_path=` in the config) continues from a checkpoint: model,
+    optimizer, schedulers, loop progress, the training clock, RNG states and the data order are restored.
 
     On any error the record is still written, with status "failed" and the error message, before the error
     propagates: a failed job never leaves a folder that looks unfinished or completed.
@@ -85,12 +111,15 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule = build_datamodule(cfg.data, cfg.seed)
         network = _prepare_network(cfg, build_network(cfg, datamodule.input_shape, datamodule.num_classes))
+        plan = plan_finetune(cfg.get("finetune"), network)  # freezes the backbone where the strategy says so
         module = Classifier(
-            network, cfg.optimizer, cfg.scheduler, datamodule.num_classes, cfg.trainer.log_every_n_steps
+            network, cfg.optimizer, cfg.scheduler, datamodule.num_classes, cfg.trainer.log_every_n_steps, plan
         )
-        recorder.parts = build_trainer(cfg)
+        checkpoint = resume_from or checkpoint_to_resume(recorder.run_dir, cfg.get("resume"), cfg.get("ckpt_path"))
+        recorder.parts = build_trainer(cfg, resume_step=checkpoint_step(checkpoint))
         trainer = recorder.parts.trainer
-        trainer.fit(module, datamodule=datamodule)
+        start_wandb_runs(trainer.loggers, cfg)  # now, so that a job failing in fit has its failed W&B run
+        trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
         if trainer.interrupted:
             raise KeyboardInterrupt
         if cfg.run_test:
@@ -100,8 +129,19 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         guard = recorder.parts.divergence
         summary = recorder.summary("diverged" if guard.diverged else "completed", error=guard.reason)
     except BaseException as err:
-        message = "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
+        # Lightning turns Ctrl-C in fit/test into a graceful stop ending in SystemExit(1): still an interrupt
+        interrupted = isinstance(err, KeyboardInterrupt) or (
+            isinstance(err, SystemExit) and recorder.interrupted
+        )
+        oom = None if interrupted else out_of_memory(err, cfg.data.batch_size, cfg.trainer.precision)
+        message = "interrupted" if interrupted else f"{type(err).__name__}: {oom or err}"
+        if interrupted:
+            recorder.save_last_checkpoint()
         recorder.write(recorder.summary("failed", error=message))
+        if interrupted:
+            raise KeyboardInterrupt(message) from None
+        if oom is not None:
+            raise oom from err
         raise
     recorder.write(summary)
     return summary

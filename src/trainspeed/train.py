@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -15,6 +16,7 @@ from omegaconf import DictConfig
 from trainspeed.config_paths import CONFIG_NAME, config_dir
 from trainspeed.errors import TrainspeedError, is_user_error
 from trainspeed.quiet import quiet_library_noise
+from trainspeed.resume import LAST_CHECKPOINT, resume_arguments, sweep_job_plan
 from trainspeed.validation import record_refusal, validate
 
 log = logging.getLogger("trainspeed")
@@ -39,10 +41,19 @@ def main(cfg: DictConfig) -> float | None:
         record_refusal(cfg, err, time.perf_counter() - started)  # Hydra made the folder: mark it failed
         return _job_failed(err, cfg)
     quiet_library_noise()
+    resume_from = None
+    if _in_sweep():  # a sweep re-launched into its own folder: skip what is done, resume what was killed
+        hydra_cfg = HydraConfig.get()
+        plan, done = sweep_job_plan(Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+        if plan == "skip":
+            print(f"trainspeed: skipping job {hydra_cfg.job.num}: already {done['status']}", file=sys.stderr)
+            return done["time_to_target"]["seconds"]
+        if plan == "resume":
+            resume_from = str(Path(hydra_cfg.runtime.output_dir) / LAST_CHECKPOINT)
     from trainspeed.job import run_job  # torch and Lightning load only for a config that passed validation
 
     try:
-        summary = run_job(cfg)
+        summary = run_job(cfg, resume_from=resume_from)
     except KeyboardInterrupt:  # Ctrl-C: run_job wrote the record and checkpoints/last.ckpt; a sweep stops too
         where = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else "the run folder"
         print(f"trainspeed: interrupted; record and last checkpoint written in {where}", file=sys.stderr)
@@ -77,5 +88,15 @@ def _job_failed(err: Exception, cfg: DictConfig) -> None:
     return None
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console entry point: `resume=RUN_DIR` expands to that run's overrides and folder before Hydra parses."""
+    try:
+        sys.argv[1:] = resume_arguments(sys.argv[1:])
+    except TrainspeedError as err:
+        print(f"trainspeed: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     main()
+
+
+if __name__ == "__main__":
+    cli()

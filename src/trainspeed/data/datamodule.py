@@ -23,6 +23,8 @@ class TensorDataModule(pl.LightningDataModule):
             seed,
         )
         self._on_device: Splits | None = None
+        self._train_loader: IndexBatchLoader | None = None
+        self._resume_position: dict[str, int] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -48,7 +50,21 @@ class TensorDataModule(pl.LightningDataModule):
         return IndexBatchLoader(x, y, batch_size, shuffle, seed=self.seed, rank=rank, world_size=world)
 
     def train_dataloader(self) -> IndexBatchLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
+        self._train_loader = self._loader("train", self.batch_size, shuffle=True)
+        if self._resume_position is not None:
+            self._train_loader.resume_at(self._resume_position)
+        return self._train_loader
+
+    # The training position is checkpointed here rather than through Lightning's stateful-dataloader hooks, which
+    # miss a loader created early (Trainer.estimated_stepping_batches builds one before the checkpoint is restored).
+    def state_dict(self) -> dict[str, int]:
+        return self._train_loader.position() if self._train_loader is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        if state_dict:
+            self._resume_position = dict(state_dict)
+            if self._train_loader is not None:
+                self._train_loader.resume_at(self._resume_position)
 
     def val_dataloader(self) -> IndexBatchLoader:
         return self._loader("val", self.eval_batch_size, shuffle=False)

@@ -25,8 +25,8 @@ class EpochSeed:
 class IndexBatchLoader:
     """Iterates (x, y) batches; the order depends only on (seed, epoch), so a rerun or a resume sees the same batches.
 
-    It is stateful in Lightning's sense (`state_dict` / `load_state_dict`): a run resumed mid-epoch skips the batches
-    that were already trained on. Under DDP each rank takes every `world_size`-th index of the shuffled order.
+    `position()` / `resume_at()` let a run resumed mid-epoch skip the batches it already trained on (the datamodule
+    checkpoints the position). Under DDP each rank takes every `world_size`-th index of the shuffled order.
     """
 
     def __init__(
@@ -46,7 +46,7 @@ class IndexBatchLoader:
         self.sampler = EpochSeed()
         self.batch_sampler = None  # Lightning inspects DataLoader-like attributes; batching is done here
         self._batches_done = 0
-        self._skip = 0
+        self._resume: dict[str, int] | None = None
 
     @property
     def num_samples(self) -> int:
@@ -70,16 +70,20 @@ class IndexBatchLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self._order()
-        start, self._skip = self._skip, 0
+        start = 0
+        if self._resume is not None and self._resume["epoch"] == self.sampler.epoch:
+            start = self._resume["batches_done"] % max(len(self), 1)
+        self._resume = None
         self._batches_done = start
         for i in range(start, len(self)):
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]
             self._batches_done = i + 1
             yield self.x[idx], self.y[idx]
 
-    def state_dict(self) -> dict[str, Any]:
+    def position(self) -> dict[str, int]:
+        """Where the iteration is: the epoch and how many of its batches were handed out."""
         return {"epoch": self.sampler.epoch, "batches_done": self._batches_done}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.sampler.epoch = int(state["epoch"])
-        self._skip = int(state["batches_done"]) % max(len(self), 1)
+    def resume_at(self, position: dict[str, Any]) -> None:
+        """The next iteration over `position["epoch"]` starts after the batches already handed out."""
+        self._resume = {"epoch": int(position["epoch"]), "batches_done": int(position["batches_done"])}

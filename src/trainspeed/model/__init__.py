@@ -10,6 +10,7 @@ from trainspeed.model.cnn import SmallCNN
 from trainspeed.model.initializers import initialize
 from trainspeed.model.layers import activation_factory, norm_factory
 from trainspeed.model.mlp import MLP
+from trainspeed.model.pretrained import model_config, modules_to_initialize, report_loaded
 from trainspeed.model.timm_backbone import check_forward, create_timm_model
 
 FAMILIES = ("mlp", "cnn", "timm")
@@ -40,9 +41,14 @@ def build_network(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: in
     else:
         raise unknown_name("model.family", family, FAMILIES)
     activation = cfg.activation.name if cfg.activation.name != "default" else "relu"
+    # with pretrained weights only the new layers (the head) are initialized, never the loaded ones
     initialize(
-        network.modules(), cfg.initializer, activation, float(cfg.activation.get("negative_slope", 0.01))
+        modules_to_initialize(network),
+        cfg.initializer,
+        activation,
+        float(cfg.activation.get("negative_slope", 0.01)),
     )
+    report_loaded(network, cfg.activation.name, cfg.normalization.name)
     return network
 
 
@@ -52,7 +58,7 @@ def _build_timm(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int,
     for layout in ("image", "vector"):
         norm = norm_factory(cfg.normalization, layout)
         try:
-            network = create_timm_model(cfg.model, input_shape, num_classes, act, norm)
+            network = create_timm_model(model_config(cfg), input_shape, num_classes, act, norm)
             check_forward(network, input_shape)
             return network
         except (RuntimeError, ValueError) as err:

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import timm
 import torch
 import torch.nn as nn
 from omegaconf import DictConfig
 
 from trainspeed.config_paths import extra_kwargs
-from trainspeed.errors import ConfigError, DataError, unknown_name
+from trainspeed.errors import ConfigError, unknown_name
 from trainspeed.model.layers import LayerFactory
-
-WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
-
-
-def _check_weights_file(weights: str) -> Path:
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise DataError(
-            f"model.weights={weights!r}: no such file (expected a {'/'.join(WEIGHT_SUFFIXES)} file)"
-        )
-    if path.suffix not in WEIGHT_SUFFIXES:
-        raise ConfigError("model.weights", weights, "a " + ", ".join(WEIGHT_SUFFIXES) + " file")
-    return path
+from trainspeed.model.pretrained import create_with_weights, weights_file
 
 
 def create_timm_model(
@@ -36,8 +22,8 @@ def create_timm_model(
 ) -> nn.Module:
     """timm.create_model with the head sized to the data and the input channels to the images.
 
-    `model.weights` loads a local file through timm's own pretrained loader (pretrained_cfg_overlay), which adapts
-    the classifier and the first convolution the same way it does for hub weights.
+    `model.weights` (a local file) or `model.pretrained` (the local hub cache) load through timm's own pretrained
+    loader (see trainspeed.model.pretrained), which adapts the first convolution; the head is always new.
     """
     name = cfg.name
     if not timm.is_model(name):
@@ -47,19 +33,16 @@ def create_timm_model(
         kwargs["act_layer"] = act_layer
     if norm_layer is not None:
         kwargs["norm_layer"] = norm_layer
-    pretrained = bool(cfg.get("pretrained", False))
-    if cfg.get("weights"):
-        kwargs["pretrained_cfg_overlay"] = {"file": str(_check_weights_file(cfg.weights))}
-        pretrained = True
+    source = weights_file(cfg)  # model.weights, or model.pretrained from the local hub cache
+    create_kwargs = dict(
+        num_classes=num_classes, in_chans=input_shape[0], drop_rate=float(cfg.get("drop_rate", 0.0))
+    )
     try:
-        model = timm.create_model(
-            name,
-            pretrained=pretrained,
-            num_classes=num_classes,
-            in_chans=input_shape[0],
-            drop_rate=float(cfg.get("drop_rate", 0.0)),
-            **kwargs,
-        )
+        if source is None:
+            model = timm.create_model(name, pretrained=False, **create_kwargs, **kwargs)
+        else:
+            changed = act_layer is not None or norm_layer is not None
+            model = create_with_weights(name, *source, layers_changed=changed, **create_kwargs, **kwargs)
     except TypeError as err:
         swapped = [k for k in ("act_layer", "norm_layer") if k in kwargs]
         raise ConfigError(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
 import torch
@@ -14,6 +14,9 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from trainspeed.optim.optimizers import build_optimizer
 from trainspeed.optim.schedulers import build_scheduler
+
+if TYPE_CHECKING:
+    from trainspeed.training.finetune import FinetunePlan
 
 
 class Classifier(pl.LightningModule):
@@ -32,9 +35,11 @@ class Classifier(pl.LightningModule):
         scheduler_cfg: DictConfig,
         num_classes: int,
         log_every_n_steps: int = 10,
+        finetune: FinetunePlan | None = None,
     ) -> None:
         super().__init__()
         self.network = network
+        self.finetune = finetune  # head / backbone parameter groups and freezing for pretrained weights
         self.optimizer_cfg, self.scheduler_cfg = optimizer_cfg, scheduler_cfg
         self.log_every_n_steps = max(int(log_every_n_steps), 1)
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -109,9 +114,14 @@ class Classifier(pl.LightningModule):
         self.test_loss.reset()
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = build_optimizer(self.optimizer_cfg, self.network)
+        params = self.finetune.param_groups(self.optimizer_cfg) if self.finetune is not None else self.network
+        optimizer = build_optimizer(self.optimizer_cfg, params)
         total_steps = int(self.trainer.estimated_stepping_batches)
         scheduler = build_scheduler(self.scheduler_cfg, optimizer, total_steps)
         if scheduler is None:
             return {"optimizer": optimizer}
         return {"optimizer": optimizer, "lr_scheduler": {**scheduler, "name": "lr-scheduler"}}
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """The fine-tuning callback (frozen norm layers, gradual unfreezing) travels with the module."""
+        return self.finetune.callbacks() if self.finetune is not None else []

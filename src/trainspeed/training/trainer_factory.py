@@ -10,9 +10,11 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 
 from trainspeed.callbacks.divergence import DivergenceGuard
+from trainspeed.callbacks.rng_state import RngState
 from trainspeed.callbacks.time_to_target import TimeToTarget
 from trainspeed.callbacks.train_clock import TrainClock
 from trainspeed.config_paths import in_sweep
+from trainspeed.record.resumable_csv import ResumableCSVLogger
 
 # trainer.* keys that are trainspeed's own, not Lightning Trainer arguments
 OWN_TRAINER_KEYS = ("compile", "channels_last")
@@ -33,9 +35,11 @@ def _instantiate_all(group: DictConfig | None) -> list:
     return [instantiate(item) for item in group.values() if item is not None and "_target_" in item]
 
 
-def build_trainer(cfg: DictConfig) -> TrainerParts:
+def build_trainer(cfg: DictConfig, resume_step: int | None = None) -> TrainerParts:
     """A Trainer whose callbacks always include the training clock, the time-to-target check and the divergence
-    guard (the measurement itself, so not optional like the `callbacks` group)."""
+    guard (the measurement itself, so not optional like the `callbacks` group), and the RNG states in checkpoints.
+
+    `resume_step`: the global step of the checkpoint a resumed run starts from (metrics.csv keeps earlier rows)."""
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     for key in OWN_TRAINER_KEYS:
         kwargs.pop(key, None)
@@ -53,7 +57,10 @@ def build_trainer(cfg: DictConfig) -> TrainerParts:
     guard_cfg = cfg.get("divergence") or {}
     divergence = DivergenceGuard(guard_cfg.get("max_loss_ratio", 10.0), guard_cfg.get("patience", 3))
     loggers = _instantiate_all(cfg.get("logger"))
+    for logger in loggers:
+        if isinstance(logger, ResumableCSVLogger):
+            logger.resume_step = resume_step
     trainer = pl.Trainer(
-        **kwargs, callbacks=[clock, time_to_target, divergence, *callbacks], logger=loggers or False
+        **kwargs, callbacks=[clock, time_to_target, divergence, RngState(), *callbacks], logger=loggers or False
     )
     return TrainerParts(trainer, clock, time_to_target, divergence)

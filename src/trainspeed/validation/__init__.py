@@ -54,7 +54,7 @@ def validate(cfg: DictConfig) -> None:
     """Refuse a config that cannot train, before torch is imported (except to look up a timm model)."""
     values = {key: _plain(cfg, key, required=key not in OPTIONAL) for key in GROUPS}
     for key in TOP_LEVEL:
-        values[key] = _plain(cfg, key)
+        values[key] = _plain(cfg, key, required=False)  # nullability is the schema's to judge
     check_schema(values, "", TOP_LEVEL)
     for group, schema in GROUPS.items():
         if values[group] is None and group in OPTIONAL:

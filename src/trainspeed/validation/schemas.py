@@ -190,6 +190,8 @@ FINETUNE: dict[str, Rule] = {
 TOP_LEVEL: dict[str, Rule] = {
     "seed": Integer(ge=0, le=2**32 - 1),  # NumPy's seed range
     "run_test": Flag(),
+    "resume": Text(nullable=True),  # a run folder (resume.py checks it is one)
+    "ckpt_path": Text(nullable=True),  # a checkpoint file, or Lightning's "last"
 }
 
 GROUPS: dict[str, dict[str, Rule]] = {

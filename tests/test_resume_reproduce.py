@@ -1,0 +1,107 @@
+"""Reproduce a run from its folder; resume a killed run and a broken sweep without losing or changing results."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from conftest import run_cli
+
+RUN = ["trainer.deterministic=true", "trainer.enable_progress_bar=false", "logger=csv", "seed=3"]
+
+
+def _summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def _kill_when(process: subprocess.Popen, path: Path, timeout: float = 240) -> None:
+    """SIGKILL the process as soon as `path` exists (polling; no timing is measured)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _launch(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    return subprocess.Popen([sys.executable, "-m", "trainspeed.train", *args], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def test_reproduce_gives_identical_metrics_and_warns_on_changed_versions(tmp_path):
+    args = [*RUN, "trainer.max_epochs=3", "hydra.run.dir=original"]
+    assert run_cli(["trainspeed.train", *args], cwd=tmp_path).returncode == 0
+    result = run_cli(["trainspeed.reproduce", "original", "--out", "again"], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "reproduced exactly" in result.stdout
+    assert (tmp_path / "again" / "metrics.csv").read_text().count("\n") > 10
+    assert _summary(tmp_path / "again")["overrides"][:4] == RUN
+
+    summary = _summary(tmp_path / "original")
+    summary["versions"]["torch"] = "0.0.1"
+    (tmp_path / "original" / "summary.json").write_text(json.dumps(summary))
+    warned = run_cli(["trainspeed.reproduce", "original", "--out", "third"], cwd=tmp_path)
+    assert "torch was 0.0.1" in warned.stdout
+
+
+def test_reproduce_reports_a_changed_run(tmp_path):
+    assert run_cli(["trainspeed.train", *RUN, "trainer.max_epochs=1", "hydra.run.dir=a"], cwd=tmp_path).returncode == 0
+    (tmp_path / "a" / ".hydra" / "overrides.yaml").write_text(
+        (tmp_path / "a" / ".hydra" / "overrides.yaml").read_text().replace("seed=3", "seed=4")
+    )
+    result = run_cli(["trainspeed.reproduce", "a", "--out", "b"], cwd=tmp_path)
+    assert result.returncode == 1 and "not reproduced" in result.stdout and "val/acc" in result.stdout
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+    # wide layers make steps slow enough to kill mid-epoch; last.ckpt every 30 steps (an epoch is 20 steps)
+    args = [*RUN, "model.width=1024", "model.depth=3", "trainer.max_epochs=5", "target.value=0.9",
+            "callbacks.resume_checkpoint.every_n_train_steps=30"]
+    assert run_cli(["trainspeed.train", *args, "hydra.run.dir=whole"], cwd=tmp_path).returncode == 0
+    whole = _summary(tmp_path / "whole")
+    assert whole["reached_target"]
+
+    killed = tmp_path / "killed"
+    _kill_when(_launch([*args, f"hydra.run.dir={killed}"], tmp_path), killed / "checkpoints" / "last.ckpt")
+    assert not (killed / "summary.json").exists()
+    checkpoint = torch.load(killed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["global_step"] % 20 != 0  # mid-epoch
+    clock_at_kill = next(v for k, v in checkpoint["callbacks"].items() if "TrainClock" in k)["seconds"]
+
+    result = run_cli(["trainspeed.train", f"resume={killed}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    resumed = _summary(killed)
+    assert resumed["status"] == "completed"
+    assert resumed["metrics"] == whole["metrics"]
+    assert resumed["steps"] == whole["steps"]
+    assert resumed["time_to_target"]["steps"] == whole["time_to_target"]["steps"]
+    assert resumed["train_seconds"] > clock_at_kill > 0  # the clock kept counting from the checkpoint
+    rows = (killed / "metrics.csv").read_text().splitlines()
+    assert len(rows) == len((tmp_path / "whole" / "metrics.csv").read_text().splitlines())
+
+
+def test_relaunched_sweep_runs_only_what_was_missing(tmp_path):
+    sweep = ["-m", *RUN, "model.width=1024", "model.depth=3", "trainer.max_epochs=3", "optimizer.lr=0.001,0.002,0.003",
+             "callbacks.resume_checkpoint.every_n_train_steps=25", "hydra.sweep.dir=sweep"]
+    first = _launch(sweep, tmp_path)
+    _kill_when(first, tmp_path / "sweep" / "1" / "checkpoints" / "last.ckpt")
+    job0 = tmp_path / "sweep" / "0" / "summary.json"
+    assert job0.exists() and not (tmp_path / "sweep" / "2").exists()
+    before = job0.read_bytes(), job0.stat().st_mtime_ns
+
+    result = run_cli(["trainspeed.train", *sweep], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (job0.read_bytes(), job0.stat().st_mtime_ns) == before  # job 0 was not run again
+    assert "skipping job 0" in result.stdout + result.stderr
+    for job in ("1", "2"):
+        assert _summary(tmp_path / "sweep" / job)["status"] == "completed"
+    assert (tmp_path / "sweep" / "report.csv").read_text().count("\n") == 4  # header + 3 configurations
