@@ -105,3 +105,14 @@ def test_relaunched_sweep_runs_only_what_was_missing(tmp_path):
     for job in ("1", "2"):
         assert _summary(tmp_path / "sweep" / job)["status"] == "completed"
     assert (tmp_path / "sweep" / "report.csv").read_text().count("\n") == 4  # header + 3 configurations
+
+
+def test_resumed_job_continues_its_online_wandb_run(tmp_path):
+    from trainspeed.tracking.wandb_logger import WandbRunLogger
+
+    (tmp_path / "wandb" / "offline-run-20260101_000000-offline1").mkdir(parents=True)
+    (tmp_path / "wandb" / "run-20260101_000100-abc123").mkdir()
+    logger = WandbRunLogger(save_dir=str(tmp_path))
+    assert logger.continue_previous_run() == "abc123"
+    assert logger._wandb_init["id"] == "abc123" and logger._wandb_init["resume"] == "allow"
+    assert WandbRunLogger(save_dir=str(tmp_path / "elsewhere")).continue_previous_run() is None

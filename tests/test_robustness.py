@@ -293,21 +293,15 @@ def test_lightning_misconfiguration_is_a_user_error():
 
 
 def test_light_name_lists_match_the_builders():
-    """validation/names.py repeats the builders' names (to stay free of torch): they must not drift apart."""
+    """validation/names.py lists the data sets and timm's optimizers without importing them: no drift apart."""
     from importlib import metadata
 
     from timm.optim import list_optimizers
 
     from trainspeed.data.sources import SOURCES
-    from trainspeed.model import FAMILIES
-    from trainspeed.model.initializers import INITIALIZERS
-    from trainspeed.model.layers import ACTIVATIONS, NORMALIZATIONS
-    from trainspeed.optim.schedulers import SCHEDULERS
     from trainspeed.validation import names
 
-    assert names.ACTIVATIONS == ACTIVATIONS and names.NORMALIZATIONS == NORMALIZATIONS
-    assert names.INITIALIZERS == INITIALIZERS and names.SCHEDULERS == SCHEDULERS
-    assert names.FAMILIES == FAMILIES and set(names.DATASETS) == set(SOURCES)
+    assert set(names.DATASETS) == set(SOURCES)
     if metadata.version("timm") == names.TIMM_OPTIMIZERS_VERSION:
         assert names.TIMM_OPTIMIZERS == set(list_optimizers())
 

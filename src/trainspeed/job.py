@@ -118,7 +118,8 @@ def run_job(cfg: DictConfig, resume_from: str | None = None) -> dict[str, Any]:
         checkpoint = resume_from or checkpoint_to_resume(recorder.run_dir, cfg.get("resume"), cfg.get("ckpt_path"))
         recorder.parts = build_trainer(cfg, resume_step=checkpoint_step(checkpoint))
         trainer = recorder.parts.trainer
-        start_wandb_runs(trainer.loggers, cfg)  # now, so that a job failing in fit has its failed W&B run
+        # started now, so that a job failing in fit has its failed W&B run; a resumed job continues its run
+        start_wandb_runs(trainer.loggers, cfg, resuming=checkpoint is not None)
         trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
         if trainer.interrupted:
             raise KeyboardInterrupt

@@ -46,7 +46,10 @@ def resume_arguments(argv: list[str]) -> list[str]:
 
 
 def checkpoint_to_resume(run_dir: Path, resume: str | None, ckpt_path: str | None) -> str | None:
-    """The checkpoint fit() should start from: last.ckpt of a resumed run, or an explicit ckpt_path."""
+    """The checkpoint fit() should start from: last.ckpt of a resumed run, or an explicit ckpt_path
+    (Lightning's "last" is this run folder's checkpoints/last.ckpt when there is one)."""
+    if ckpt_path == "last" and (run_dir / LAST_CHECKPOINT).is_file():
+        return str(run_dir / LAST_CHECKPOINT)
     if ckpt_path:
         return ckpt_path
     if not resume:

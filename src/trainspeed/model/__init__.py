@@ -12,8 +12,7 @@ from trainspeed.model.layers import activation_factory, norm_factory
 from trainspeed.model.mlp import MLP
 from trainspeed.model.pretrained import model_config, modules_to_initialize, report_loaded
 from trainspeed.model.timm_backbone import check_forward, create_timm_model
-
-FAMILIES = ("mlp", "cnn", "timm")
+from trainspeed.validation.names import FAMILIES
 
 
 def _own_norm(factory):

@@ -11,17 +11,8 @@ from timm.layers import lecun_normal_, trunc_normal_
 
 from trainspeed.errors import unknown_name
 from trainspeed.model.layers import init_gain_args
+from trainspeed.validation.names import INITIALIZERS
 
-INITIALIZERS = (
-    "default",
-    "xavier_uniform",
-    "xavier_normal",
-    "kaiming_uniform",
-    "kaiming_normal",
-    "lecun_normal",
-    "orthogonal",
-    "trunc_normal",
-)
 WEIGHTED = (nn.Linear, nn.modules.conv._ConvNd)
 NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 

@@ -10,10 +10,7 @@ from omegaconf import DictConfig
 from timm.layers import get_act_layer, get_norm_layer
 
 from trainspeed.errors import unknown_name
-
-ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "gelu", "silu", "mish", "tanh", "sigmoid")
-NORMALIZATIONS = ("none", "batchnorm", "layernorm", "groupnorm")
-DEFAULT = "default"
+from trainspeed.validation.names import ACTIVATIONS, DEFAULT, NORMALIZATIONS
 
 LayerFactory = Callable[..., nn.Module]
 

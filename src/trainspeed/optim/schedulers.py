@@ -9,8 +9,7 @@ from omegaconf import DictConfig
 from torch.optim import lr_scheduler
 
 from trainspeed.errors import unknown_name
-
-SCHEDULERS = ("none", "step", "exponential", "cosine", "onecycle", "plateau")
+from trainspeed.validation.names import SCHEDULERS
 
 
 def _cosine(optimizer: torch.optim.Optimizer, cfg: DictConfig, total_steps: int) -> lr_scheduler.LRScheduler:

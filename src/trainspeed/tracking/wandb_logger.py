@@ -94,6 +94,16 @@ class WandbRunLogger(WandbLogger):
         self._wandb_init = scrub(init)  # notes, name, tags... may interpolate the environment
         self._run_config = scrub(resolved_config(cfg))
 
+    def continue_previous_run(self) -> str | None:
+        """For a resumed job: continue the W&B run an earlier attempt started online in this folder (same id,
+        resume="allow"). Offline attempts each keep their own run folder, which `wandb sync` uploads separately."""
+        online = sorted(Path(self.save_dir, "wandb").glob("run-*-*"), key=lambda p: p.name)
+        if not online:
+            return None
+        run_id = online[-1].name.rsplit("-", 1)[1]
+        self._wandb_init.update(id=run_id, resume="allow")
+        return run_id
+
     @property
     @rank_zero_experiment
     def experiment(self) -> Any:
@@ -167,11 +177,14 @@ class WandbRunLogger(WandbLogger):
             )
 
 
-def start_wandb_runs(loggers: Iterable[Logger], cfg: DictConfig) -> None:
-    """Describe and start the W&B run of every WandbRunLogger now, so that a job failing early still has one."""
+def start_wandb_runs(loggers: Iterable[Logger], cfg: DictConfig, resuming: bool = False) -> None:
+    """Describe and start the W&B run of every WandbRunLogger now, so that a job failing early still has one.
+    A resumed job continues its earlier online run."""
     for logger in loggers:
         if isinstance(logger, WandbRunLogger):
             logger.describe_job(cfg)
+            if resuming:
+                logger.continue_previous_run()
             _ = logger.experiment  # only rank zero starts a run (the others get Lightning's dummy)
 
 

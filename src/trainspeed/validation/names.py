@@ -1,8 +1,8 @@
 """The names each config group accepts, importable without torch.
 
-The building modules (model/layers.py, model/initializers.py, optim/, data/sources.py) import torch and timm, which
-takes about ten seconds; validation must refuse a typo in well under that, so the names are repeated here and a test
-(tests/test_robustness.py) keeps both lists equal.
+The single list of names: the building modules (model/, optim/) import them from here, and validation can refuse a
+typo without importing torch and timm (about ten seconds). Only the data set names and timm's optimizer names are
+known elsewhere too (data/sources.py, timm), and a test (tests/test_robustness.py) keeps those equal.
 """
 
 from __future__ import annotations
