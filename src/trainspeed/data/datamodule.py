@@ -57,8 +57,13 @@ class TensorDataModule(pl.LightningDataModule):
 
     # The training position is checkpointed here rather than through Lightning's stateful-dataloader hooks, which
     # miss a loader created early (Trainer.estimated_stepping_batches builds one before the checkpoint is restored).
+    # It counts the batches Lightning finished processing, not those handed out: a checkpoint written on Ctrl-C may
+    # come after a batch was fetched but before it was trained on.
     def state_dict(self) -> dict[str, int]:
-        return self._train_loader.position() if self._train_loader is not None else {}
+        if self.trainer is None or self._train_loader is None:
+            return {}
+        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
+        return {"epoch": self._train_loader.sampler.epoch, "batches_done": int(progress.processed)}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         if state_dict:

@@ -25,8 +25,8 @@ class EpochSeed:
 class IndexBatchLoader:
     """Iterates (x, y) batches; the order depends only on (seed, epoch), so a rerun or a resume sees the same batches.
 
-    `position()` / `resume_at()` let a run resumed mid-epoch skip the batches it already trained on (the datamodule
-    checkpoints the position). Under DDP each rank takes every `world_size`-th index of the shuffled order.
+    `resume_at()` lets a run resumed mid-epoch skip the batches it already trained on (the datamodule checkpoints
+    the position). Under DDP each rank takes every `world_size`-th index of the shuffled order.
     """
 
     def __init__(
@@ -45,7 +45,6 @@ class IndexBatchLoader:
         self.rank, self.world_size = rank, world_size
         self.sampler = EpochSeed()
         self.batch_sampler = None  # Lightning inspects DataLoader-like attributes; batching is done here
-        self._batches_done = 0
         self._resume: dict[str, int] | None = None
 
     @property
@@ -74,15 +73,9 @@ class IndexBatchLoader:
         if self._resume is not None and self._resume["epoch"] == self.sampler.epoch:
             start = self._resume["batches_done"] % max(len(self), 1)
         self._resume = None
-        self._batches_done = start
         for i in range(start, len(self)):
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]
-            self._batches_done = i + 1
             yield self.x[idx], self.y[idx]
-
-    def position(self) -> dict[str, int]:
-        """Where the iteration is: the epoch and how many of its batches were handed out."""
-        return {"epoch": self.sampler.epoch, "batches_done": self._batches_done}
 
     def resume_at(self, position: dict[str, Any]) -> None:
         """The next iteration over `position["epoch"]` starts after the batches already handed out."""
