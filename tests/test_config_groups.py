@@ -21,16 +21,42 @@ def options(group: str) -> list[str]:
 
 def test_groups_have_the_options_the_docs_promise():
     assert set(options("optimizer")) >= {
-        "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "nadam", "radam", "adamax",
-        "adadelta", "lion", "lamb", "timm",
+        "sgd",
+        "momentum",
+        "nesterov",
+        "adagrad",
+        "rmsprop",
+        "adam",
+        "adamw",
+        "nadam",
+        "radam",
+        "adamax",
+        "adadelta",
+        "lion",
+        "lamb",
+        "timm",
     }
     assert set(options("scheduler")) >= {"none", "step", "exponential", "cosine", "onecycle", "plateau"}
     assert set(options("initializer")) >= {
-        "default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "lecun_normal",
-        "orthogonal", "trunc_normal",
+        "default",
+        "xavier_uniform",
+        "xavier_normal",
+        "kaiming_uniform",
+        "kaiming_normal",
+        "lecun_normal",
+        "orthogonal",
+        "trunc_normal",
     }
     assert set(options("activation")) >= {
-        "relu", "leaky_relu", "elu", "selu", "gelu", "silu", "mish", "tanh", "sigmoid",
+        "relu",
+        "leaky_relu",
+        "elu",
+        "selu",
+        "gelu",
+        "silu",
+        "mish",
+        "tanh",
+        "sigmoid",
     }
     assert set(options("normalization")) >= {"none", "batchnorm", "layernorm", "groupnorm"}
     assert set(options("model")) >= {"mlp", "cnn", "timm"}
@@ -143,8 +169,13 @@ def test_debug_options_set_their_trainer_switches(make_config):
 def test_debug_overfit_memorizes_its_batches(make_config):
     from trainspeed.job import run_job
 
-    cfg = make_config("debug=overfit", "trainer.enable_progress_bar=false", "logger=csv", "run_test=false",
-                      "trainer.max_epochs=40")
+    cfg = make_config(
+        "debug=overfit",
+        "trainer.enable_progress_bar=false",
+        "logger=csv",
+        "run_test=false",
+        "trainer.max_epochs=40",
+    )
     summary = run_job(cfg)
     assert summary["status"] == "completed"
     assert summary["steps"] == 120  # 3 batches x 40 epochs

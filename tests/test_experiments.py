@@ -19,14 +19,22 @@ def sweep_combinations(cfg) -> list[list[str]]:
     parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
     combos: list[list[str]] = [[]]
     for override in parsed:
-        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
+        values = (
+            list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
+        )
         combos = [[*c, f"{override.key_or_group}={v}"] for c in combos for v in values]
     return combos
 
 
 def test_the_issue_presets_exist():
     assert set(PRESETS) >= {
-        "optimizers", "optimizers_tuned", "initializers", "activations", "normalizations", "schedulers", "batch_size",
+        "optimizers",
+        "optimizers_tuned",
+        "initializers",
+        "activations",
+        "normalizations",
+        "schedulers",
+        "batch_size",
     }
 
 
@@ -69,8 +77,16 @@ def _rows(path) -> list[dict]:
 
 def test_shrunk_optimizers_preset_runs_end_to_end(tmp_path):
     result = run_cli(
-        ["trainspeed.train", "-m", "experiment=optimizers", "optimizer=sgd,adam", "seed=0", "trainer.max_epochs=4",
-         "logger=csv", "hydra.sweep.dir=sweep"],
+        [
+            "trainspeed.train",
+            "-m",
+            "experiment=optimizers",
+            "optimizer=sgd,adam",
+            "seed=0",
+            "trainer.max_epochs=4",
+            "logger=csv",
+            "hydra.sweep.dir=sweep",
+        ],
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -90,8 +106,16 @@ def test_shrunk_optimizers_preset_runs_end_to_end(tmp_path):
 
 def test_a_diverging_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     result = run_cli(
-        ["trainspeed.train", "-m", "optimizer=sgd", "optimizer.lr=0.1,1000", "trainer.max_epochs=2", "logger=csv",
-         "trainer.enable_progress_bar=false", "hydra.sweep.dir=sweep"],
+        [
+            "trainspeed.train",
+            "-m",
+            "optimizer=sgd",
+            "optimizer.lr=0.1,1000",
+            "trainer.max_epochs=2",
+            "logger=csv",
+            "trainer.enable_progress_bar=false",
+            "hydra.sweep.dir=sweep",
+        ],
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]  # a diverged run is a result, not a failure

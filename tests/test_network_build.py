@@ -19,7 +19,9 @@ def _classes(network: nn.Module) -> set[type]:
     return {type(m) for m in network.modules()}
 
 
-@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "elu", "selu", "gelu", "silu", "mish", "tanh", "sigmoid"])
+@pytest.mark.parametrize(
+    "activation", ["relu", "leaky_relu", "elu", "selu", "gelu", "silu", "mish", "tanh", "sigmoid"]
+)
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
 def test_network_holds_the_chosen_activation(make_config, model, activation):
     cfg = make_config(f"model={model}", f"activation={activation}")
@@ -54,13 +56,20 @@ def test_cnn_layernorm_normalizes_channels(make_config):
 def test_normalization_none_leaves_no_norm_layer(make_config):
     for model in ("mlp", "cnn"):
         network = build_network(make_config(f"model={model}", "normalization=none"), IMAGE, 10)
-        assert not any(isinstance(m, nn.modules.batchnorm._NormBase | nn.GroupNorm | nn.LayerNorm)
-                       for m in network.modules())
+        assert not any(
+            isinstance(m, nn.modules.batchnorm._NormBase | nn.GroupNorm | nn.LayerNorm)
+            for m in network.modules()
+        )
 
 
 def test_timm_backbone_takes_activation_and_normalization(make_config):
-    cfg = make_config("model=timm", "model.name=resnet18", "activation=gelu", "normalization=groupnorm",
-                      "data.image_size=32")
+    cfg = make_config(
+        "model=timm",
+        "model.name=resnet18",
+        "activation=gelu",
+        "normalization=groupnorm",
+        "data.image_size=32",
+    )
     network = build_network(cfg, (1, 32, 32), 10)
     classes = _classes(network)
     assert get_act_layer("gelu") in classes and nn.ReLU not in classes
@@ -70,8 +79,14 @@ def test_timm_backbone_takes_activation_and_normalization(make_config):
 
 
 def test_timm_transformer_takes_layernorm_on_tokens(make_config):
-    cfg = make_config("model=timm", "model.name=vit_tiny_patch16_224", "normalization=layernorm",
-                      "+model.kwargs.img_size=16", "+model.kwargs.patch_size=8", "+model.kwargs.depth=1")
+    cfg = make_config(
+        "model=timm",
+        "model.name=vit_tiny_patch16_224",
+        "normalization=layernorm",
+        "+model.kwargs.img_size=16",
+        "+model.kwargs.patch_size=8",
+        "+model.kwargs.depth=1",
+    )
     network = build_network(cfg, (1, 16, 16), 10)
     assert network(torch.zeros(2, 1, 16, 16)).shape == (2, 10)
 
@@ -93,8 +108,13 @@ def test_timm_transformer_takes_layernorm_on_tokens(make_config):
 )
 def test_initializer_std_matches_formula(make_config, initializer, activation, expected_std):
     torch.manual_seed(0)
-    cfg = make_config("model=mlp", "model.width=512", "model.depth=2", f"initializer={initializer}",
-                      f"activation={activation}")
+    cfg = make_config(
+        "model=mlp",
+        "model.width=512",
+        "model.depth=2",
+        f"initializer={initializer}",
+        f"activation={activation}",
+    )
     network = build_network(cfg, IMAGE, 10)
     layer = network.body[3] if isinstance(network.body[3], nn.Linear) else network.body[4]
     assert isinstance(layer, nn.Linear) and layer.weight.shape == (512, 512)
@@ -107,8 +127,9 @@ def test_initializer_std_matches_formula(make_config, initializer, activation, e
 
 
 def test_initializer_resets_norm_layers_and_conv_biases(make_config):
-    network = build_network(make_config("model=cnn", "normalization=batchnorm", "initializer=xavier_uniform"),
-                            IMAGE, 10)
+    network = build_network(
+        make_config("model=cnn", "normalization=batchnorm", "initializer=xavier_uniform"), IMAGE, 10
+    )
     for module in network.modules():
         if isinstance(module, nn.BatchNorm2d):
             assert torch.all(module.weight == 1) and torch.all(module.bias == 0)
@@ -142,7 +163,9 @@ def test_plain_sgd_has_no_momentum_and_nesterov_has_nesterov(make_config):
 def test_weight_decay_skips_biases_and_norm_weights_unless_asked(make_config):
     network = build_network(make_config("normalization=batchnorm"), IMAGE, 10)
     one_d = {id(p) for p in network.parameters() if p.ndim <= 1}
-    optimizer = build_optimizer(make_config("optimizer=adamw", "optimizer.weight_decay=0.1").optimizer, network)
+    optimizer = build_optimizer(
+        make_config("optimizer=adamw", "optimizer.weight_decay=0.1").optimizer, network
+    )
     for group in optimizer.param_groups:
         ids = {id(p) for p in group["params"]}
         if ids & one_d:
@@ -150,7 +173,9 @@ def test_weight_decay_skips_biases_and_norm_weights_unless_asked(make_config):
         else:
             assert group["weight_decay"] == 0.1
     everything = build_optimizer(
-        make_config("optimizer=adamw", "optimizer.weight_decay=0.1", "optimizer.decay_norm_and_bias=true").optimizer,
+        make_config(
+            "optimizer=adamw", "optimizer.weight_decay=0.1", "optimizer.decay_norm_and_bias=true"
+        ).optimizer,
         network,
     )
     assert all(g["weight_decay"] == 0.1 for g in everything.param_groups)

@@ -33,8 +33,14 @@ def _kill_when(process: subprocess.Popen, path: Path, timeout: float = 240) -> N
 
 def _launch(args: list[str], cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "WANDB_MODE": "offline"}
-    return subprocess.Popen([sys.executable, "-m", "trainspeed.train", *args], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "trainspeed.train", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def test_reproduce_gives_identical_metrics_and_warns_on_changed_versions(tmp_path):
@@ -54,7 +60,12 @@ def test_reproduce_gives_identical_metrics_and_warns_on_changed_versions(tmp_pat
 
 
 def test_reproduce_reports_a_changed_run(tmp_path):
-    assert run_cli(["trainspeed.train", *RUN, "trainer.max_epochs=1", "hydra.run.dir=a"], cwd=tmp_path).returncode == 0
+    assert (
+        run_cli(
+            ["trainspeed.train", *RUN, "trainer.max_epochs=1", "hydra.run.dir=a"], cwd=tmp_path
+        ).returncode
+        == 0
+    )
     (tmp_path / "a" / ".hydra" / "overrides.yaml").write_text(
         (tmp_path / "a" / ".hydra" / "overrides.yaml").read_text().replace("seed=3", "seed=4")
     )
@@ -64,8 +75,14 @@ def test_reproduce_reports_a_changed_run(tmp_path):
 
 def test_killed_run_resumes_to_the_same_result(tmp_path):
     # wide layers make steps slow enough to kill mid-epoch; last.ckpt every 30 steps (an epoch is 20 steps)
-    args = [*RUN, "model.width=1024", "model.depth=3", "trainer.max_epochs=5", "target.value=0.9",
-            "callbacks.resume_checkpoint.every_n_train_steps=30"]
+    args = [
+        *RUN,
+        "model.width=1024",
+        "model.depth=3",
+        "trainer.max_epochs=5",
+        "target.value=0.9",
+        "callbacks.resume_checkpoint.every_n_train_steps=30",
+    ]
     assert run_cli(["trainspeed.train", *args, "hydra.run.dir=whole"], cwd=tmp_path).returncode == 0
     whole = _summary(tmp_path / "whole")
     assert whole["reached_target"]
@@ -90,8 +107,16 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
 
 
 def test_relaunched_sweep_runs_only_what_was_missing(tmp_path):
-    sweep = ["-m", *RUN, "model.width=1024", "model.depth=3", "trainer.max_epochs=3", "optimizer.lr=0.001,0.002,0.003",
-             "callbacks.resume_checkpoint.every_n_train_steps=25", "hydra.sweep.dir=sweep"]
+    sweep = [
+        "-m",
+        *RUN,
+        "model.width=1024",
+        "model.depth=3",
+        "trainer.max_epochs=3",
+        "optimizer.lr=0.001,0.002,0.003",
+        "callbacks.resume_checkpoint.every_n_train_steps=25",
+        "hydra.sweep.dir=sweep",
+    ]
     first = _launch(sweep, tmp_path)
     _kill_when(first, tmp_path / "sweep" / "1" / "checkpoints" / "last.ckpt")
     job0 = tmp_path / "sweep" / "0" / "summary.json"

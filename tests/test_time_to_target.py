@@ -66,8 +66,14 @@ def _fit(monkeypatch, sequence, n, batch_size, stop, **trainer_kwargs):
     target = TimeToTarget(timer, "val/acc", 0.95, stop=stop)
     module = ScriptedModule(clock, sequence)
     trainer = pl.Trainer(
-        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, callbacks=[timer, target], **trainer_kwargs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[timer, target],
+        **trainer_kwargs,
     )
     trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
     return trainer, timer, target
@@ -76,11 +82,22 @@ def _fit(monkeypatch, sequence, n, batch_size, stop, **trainer_kwargs):
 def test_records_step_epoch_samples_and_training_seconds_only(monkeypatch):
     # 20 batches of 8 per epoch, validation every 5 steps; the target is first met at the 3rd validation
     trainer, timer, target = _fit(
-        monkeypatch, [0.5, 0.9, 0.96, 0.97, 0.98], n=160, batch_size=8, stop=False,
-        max_epochs=2, val_check_interval=5, check_val_every_n_epoch=None,
+        monkeypatch,
+        [0.5, 0.9, 0.96, 0.97, 0.98],
+        n=160,
+        batch_size=8,
+        stop=False,
+        max_epochs=2,
+        val_check_interval=5,
+        check_val_every_n_epoch=None,
     )
     assert target.result == {
-        "metric": "val/acc", "target": 0.95, "seconds": 15.0, "steps": 15, "epochs": 0.75, "samples": 120,
+        "metric": "val/acc",
+        "target": 0.95,
+        "seconds": 15.0,
+        "steps": 15,
+        "epochs": 0.75,
+        "samples": 120,
         "resolution_steps": 5,
     }
     assert timer.seconds == pytest.approx(40.0)  # 40 training steps; 8 validations x 100 s excluded
@@ -89,7 +106,9 @@ def test_records_step_epoch_samples_and_training_seconds_only(monkeypatch):
 
 def test_partial_last_batch_counts_real_samples_and_stop_ends_the_run(monkeypatch):
     # 21 samples in batches of 4: 6 steps per epoch, the last with 1 sample; validation at each epoch end
-    trainer, timer, target = _fit(monkeypatch, [0.2, 0.96, 0.99], n=21, batch_size=4, stop=True, max_epochs=10)
+    trainer, timer, target = _fit(
+        monkeypatch, [0.2, 0.96, 0.99], n=21, batch_size=4, stop=True, max_epochs=10
+    )
     assert target.result["steps"] == 12 and target.result["epochs"] == 2.0 and target.result["samples"] == 42
     assert target.result["seconds"] == 12.0
     assert trainer.global_step == 12  # stopped at the target instead of running 10 epochs
@@ -110,8 +129,16 @@ def test_divergence_guard_stops_on_nan(monkeypatch):
     x, y = torch.randn(64, 2), torch.randint(0, 2, (64,))
     guard = DivergenceGuard(max_loss_ratio=10, patience=3)
     module = ScriptedModule(clock, [0.1], loss_after=3)
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, max_epochs=5, callbacks=[guard], limit_val_batches=0)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        max_epochs=5,
+        callbacks=[guard],
+        limit_val_batches=0,
+    )
     trainer.fit(module, train_dataloaders=IndexBatchLoader(x, y, 4, shuffle=False))
     assert guard.diverged and "nan" in guard.reason
     assert trainer.global_step == 4  # stopped right after the first NaN loss

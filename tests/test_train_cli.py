@@ -12,20 +12,36 @@ from conftest import REPO, run_cli
 from trainspeed.job import run_job
 
 SUMMARY_KEYS = {
-    "status", "reached_target", "time_to_target", "metrics", "train_seconds", "wall_seconds", "steps", "epochs",
-    "seed", "overrides", "device", "versions", "git", "error",
+    "status",
+    "reached_target",
+    "time_to_target",
+    "metrics",
+    "train_seconds",
+    "wall_seconds",
+    "steps",
+    "epochs",
+    "seed",
+    "overrides",
+    "device",
+    "versions",
+    "git",
+    "error",
 }
 
 
 def test_mlp_on_digits_reaches_093_within_15_epochs_with_adam(make_config):
-    cfg = make_config("optimizer=adam", "trainer.max_epochs=15", "trainer.enable_progress_bar=false", "logger=csv")
+    cfg = make_config(
+        "optimizer=adam", "trainer.max_epochs=15", "trainer.enable_progress_bar=false", "logger=csv"
+    )
     summary = run_job(cfg)
     assert summary["status"] == "completed"
     assert summary["metrics"]["val/acc_best"] >= 0.93
     assert summary["metrics"]["test/acc"] >= 0.9
     assert summary["epochs"] == 15 and summary["steps"] == 15 * 20  # 1257 training images / 64 per batch
     run_dir = Path(cfg.hydra.runtime.output_dir)
-    assert (run_dir / "checkpoints" / "last.ckpt").is_file() and (run_dir / "checkpoints" / "best.ckpt").is_file()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file() and (
+        run_dir / "checkpoints" / "best.ckpt"
+    ).is_file()
     header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"train/loss", "val/loss", "val/acc", "test/acc", "lr", "time/train_seconds"} <= set(header)
     on_disk = json.loads((run_dir / "summary.json").read_text())
@@ -35,8 +51,13 @@ def test_mlp_on_digits_reaches_093_within_15_epochs_with_adam(make_config):
 
 
 def test_seed_zero_is_a_real_seed_and_seeds_differ(make_config):
-    common = ["trainer.max_epochs=1", "trainer.enable_progress_bar=false", "logger=none", "run_test=false",
-              "callbacks=none"]
+    common = [
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+        "logger=none",
+        "run_test=false",
+        "callbacks=none",
+    ]
     a = run_job(make_config("seed=0", *common))["metrics"]
     b = run_job(make_config("seed=0", *common))["metrics"]
     c = run_job(make_config("seed=1", *common))["metrics"]
@@ -49,8 +70,15 @@ def test_two_job_multirun_from_another_directory(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     result = run_cli(
-        ["trainspeed.train", "-m", "optimizer=sgd,nesterov", "trainer.max_epochs=2", "run_test=false",
-         "trainer.enable_progress_bar=false", "hydra.sweep.dir=sweep"],
+        [
+            "trainspeed.train",
+            "-m",
+            "optimizer=sgd,nesterov",
+            "trainer.max_epochs=2",
+            "run_test=false",
+            "trainer.enable_progress_bar=false",
+            "hydra.sweep.dir=sweep",
+        ],
         cwd=elsewhere,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -86,8 +114,9 @@ def test_unknown_group_option_keeps_hydras_message(tmp_path):
 
 
 def test_missing_data_fails_with_a_clear_message(tmp_path):
-    result = run_cli(["trainspeed.train", "data=mnist", f"data.root={tmp_path / 'nowhere'}"], cwd=tmp_path,
-                     timeout=120)
+    result = run_cli(
+        ["trainspeed.train", "data=mnist", f"data.root={tmp_path / 'nowhere'}"], cwd=tmp_path, timeout=120
+    )
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "data.root" in output and str(tmp_path / "nowhere") in output
@@ -96,8 +125,11 @@ def test_missing_data_fails_with_a_clear_message(tmp_path):
 
 def test_wheel_ships_the_config(tmp_path):
     """A non-editable install finds conf/ inside the package."""
-    build = run_cli(["pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
-                    cwd=tmp_path, timeout=300)
+    build = run_cli(
+        ["pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert build.returncode == 0, build.stderr[-2000:]
     wheel = next(tmp_path.glob("trainspeed-*.whl"))
     target = tmp_path / "site"

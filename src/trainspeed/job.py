@@ -115,7 +115,9 @@ def run_job(cfg: DictConfig, resume_from: str | None = None) -> dict[str, Any]:
         module = Classifier(
             network, cfg.optimizer, cfg.scheduler, datamodule.num_classes, cfg.trainer.log_every_n_steps, plan
         )
-        checkpoint = resume_from or checkpoint_to_resume(recorder.run_dir, cfg.get("resume"), cfg.get("ckpt_path"))
+        checkpoint = resume_from or checkpoint_to_resume(
+            recorder.run_dir, cfg.get("resume"), cfg.get("ckpt_path")
+        )
         recorder.parts = build_trainer(cfg, resume_step=checkpoint_step(checkpoint))
         trainer = recorder.parts.trainer
         # started now, so that a job failing in fit has its failed W&B run; a resumed job continues its run

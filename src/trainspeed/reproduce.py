@@ -33,10 +33,16 @@ def saved_overrides(run_dir: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainspeed.reproduce", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m trainspeed.reproduce", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("run_dir", type=Path, help="the run folder to reproduce")
-    parser.add_argument("overrides", nargs="*", help="extra overrides on top of the saved ones (e.g. optimizer=adam)")
-    parser.add_argument("--out", type=Path, default=None, help="folder for the new run (default: outputs/reproduced/...)")
+    parser.add_argument(
+        "overrides", nargs="*", help="extra overrides on top of the saved ones (e.g. optimizer=adam)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="folder for the new run (default: outputs/reproduced/...)"
+    )
     parser.add_argument("--report-only", action="store_true", help="report differences but exit 0")
     args = parser.parse_args(argv)
 
@@ -61,8 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     for column in ("where", "metric", "step", "original", "re-run"):
         table.add_column(column)
     for diff in differences[:50]:
-        table.add_row(diff.where, diff.metric, str(diff.step if diff.step is not None else ""), str(diff.original),
-                      str(diff.rerun))
+        table.add_row(
+            diff.where,
+            diff.metric,
+            str(diff.step if diff.step is not None else ""),
+            str(diff.original),
+            str(diff.rerun),
+        )
     console.print(table)
     if len(differences) > 50:
         console.print(f"... and {len(differences) - 50} more differences")

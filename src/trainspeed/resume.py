@@ -37,7 +37,9 @@ def resume_arguments(argv: list[str]) -> list[str]:
     run_dir = Path(resume[-1].split("=", 1)[1]).expanduser().resolve()
     saved_path = run_dir / ".hydra" / "overrides.yaml"
     if not saved_path.is_file():
-        raise ConfigError("resume", str(run_dir), "a run folder holding .hydra/overrides.yaml", problem="not a run")
+        raise ConfigError(
+            "resume", str(run_dir), "a run folder holding .hydra/overrides.yaml", problem="not a run"
+        )
     given = [a for a in argv if _key(a) != "resume"]
     given_keys = {_key(a) for a in given if "=" in a}
     saved = [o for o in (yaml.safe_load(saved_path.read_text()) or []) if _key(o) not in given_keys]
@@ -80,6 +82,8 @@ def sweep_job_plan(run_dir: Path, overrides: list[str]) -> tuple[str, dict | Non
     summary = read_summary(run_dir)
     if summary and summary.get("status") in DONE and summary.get("overrides") == list(overrides):
         return "skip", summary
-    if (run_dir / LAST_CHECKPOINT).is_file() and (not summary or summary.get("overrides") in (None, list(overrides))):
+    if (run_dir / LAST_CHECKPOINT).is_file() and (
+        not summary or summary.get("overrides") in (None, list(overrides))
+    ):
         return "resume", None
     return "run", None

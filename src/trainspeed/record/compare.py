@@ -68,7 +68,9 @@ def compare_runs(original: Path, rerun: Path) -> list[Difference]:
     tta, ttb = sa.get("time_to_target") or {}, sb.get("time_to_target") or {}
     for name in ("steps", "epochs", "samples"):
         if tta.get(name) != ttb.get(name):
-            diffs.append(Difference("summary.json", f"time_to_target.{name}", None, tta.get(name), ttb.get(name)))
+            diffs.append(
+                Difference("summary.json", f"time_to_target.{name}", None, tta.get(name), ttb.get(name))
+            )
     return diffs
 
 

@@ -53,7 +53,9 @@ def build_trainer(cfg: DictConfig, resume_step: int | None = None) -> TrainerPar
     target = cfg.target
     # target.stop: null means "stop in sweeps" (each job only has to reach the target), "train on" in single runs
     stop = target.stop if target.get("stop") is not None else in_sweep()
-    time_to_target = TimeToTarget(clock, target.metric, target.value, stop=stop, mode=target.get("mode", "auto"))
+    time_to_target = TimeToTarget(
+        clock, target.metric, target.value, stop=stop, mode=target.get("mode", "auto")
+    )
     guard_cfg = cfg.get("divergence") or {}
     divergence = DivergenceGuard(guard_cfg.get("max_loss_ratio", 10.0), guard_cfg.get("patience", 3))
     loggers = _instantiate_all(cfg.get("logger"))
@@ -61,6 +63,8 @@ def build_trainer(cfg: DictConfig, resume_step: int | None = None) -> TrainerPar
         if isinstance(logger, ResumableCSVLogger):
             logger.resume_step = resume_step
     trainer = pl.Trainer(
-        **kwargs, callbacks=[clock, time_to_target, divergence, RngState(), *callbacks], logger=loggers or False
+        **kwargs,
+        callbacks=[clock, time_to_target, divergence, RngState(), *callbacks],
+        logger=loggers or False,
     )
     return TrainerParts(trainer, clock, time_to_target, divergence)
