@@ -81,11 +81,14 @@ class Classifier(pl.LightningModule):
         self._loss_sum = self._correct = self._seen = None
         self._steps_in_window = 0
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], loss: MeanMetric, accuracy) -> None:
         x, y = batch
         logits = self.network(x)
-        self.val_loss.update(F.cross_entropy(logits, y), weight=y.shape[0])
-        self.val_acc.update(logits, y)
+        loss.update(F.cross_entropy(logits, y), weight=y.shape[0])
+        accuracy.update(logits, y)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_loss, self.val_acc)
 
     def on_validation_epoch_end(self) -> None:
         acc = self.val_acc.compute()
@@ -103,10 +106,7 @@ class Classifier(pl.LightningModule):
         self.val_loss.reset()
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, y = batch
-        logits = self.network(x)
-        self.test_loss.update(F.cross_entropy(logits, y), weight=y.shape[0])
-        self.test_acc.update(logits, y)
+        self._evaluate(batch, self.test_loss, self.test_acc)
 
     def on_test_epoch_end(self) -> None:
         self.log_dict({"test/loss": self.test_loss.compute(), "test/acc": self.test_acc.compute()})
