@@ -3,7 +3,8 @@
 Evaluation, checkpointing and start-up are excluded (the AlgoPerf convention), so techniques are compared on what
 they change. The clock runs from the start of a training batch until the next pause point (validation, epoch end,
 checkpoint write, end of training); between consecutive batches it keeps running, so data fetching and optimizer
-work count. On a GPU the device is synchronized only at pause points, never per step.
+work count. On a GPU the device is synchronized only at pause points, never per step. (Lightning's Timer callback
+measures whole stages, validation and checkpointing included, so it cannot give this number.)
 """
 
 from __future__ import annotations
