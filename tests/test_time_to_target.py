@@ -13,6 +13,9 @@ from trainspeed.callbacks.time_to_target import TimeToTarget, metric_mode
 from trainspeed.callbacks.train_clock import TrainClock
 from trainspeed.data.index_loader import IndexBatchLoader
 
+QUIET = dict(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+             enable_model_summary=False)  # fmt: skip
+
 
 class FakeClock:
     """Stands in for time.perf_counter: training steps take 1 s, a validation pass 100 s."""
@@ -66,11 +69,7 @@ def _fit(monkeypatch, sequence, n, batch_size, stop, **trainer_kwargs):
     target = TimeToTarget(timer, "val/acc", 0.95, stop=stop)
     module = ScriptedModule(clock, sequence)
     trainer = pl.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+        **QUIET,
         num_sanity_val_steps=0,
         callbacks=[timer, target],
         **trainer_kwargs,
@@ -130,11 +129,7 @@ def test_divergence_guard_stops_on_nan(monkeypatch):
     guard = DivergenceGuard(max_loss_ratio=10, patience=3)
     module = ScriptedModule(clock, [0.1], loss_after=3)
     trainer = pl.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+        **QUIET,
         max_epochs=5,
         callbacks=[guard],
         limit_val_batches=0,
