@@ -177,6 +177,6 @@ def test_debug_overfit_memorizes_its_batches(make_config):
         "trainer.max_epochs=40",
     )
     summary = run_job(cfg)
-    assert summary["status"] == "completed"
-    assert summary["steps"] == 120  # 3 batches x 40 epochs
-    assert summary["metrics"]["train/loss"] < 0.05
+    assert summary.status == "completed"
+    assert summary.steps == 120  # 3 batches x 40 epochs
+    assert summary.metrics["train/loss"] < 0.05

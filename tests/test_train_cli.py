@@ -34,10 +34,10 @@ def test_mlp_on_digits_reaches_093_within_15_epochs_with_adam(make_config):
         "optimizer=adam", "trainer.max_epochs=15", "trainer.enable_progress_bar=false", "logger=csv"
     )
     summary = run_job(cfg)
-    assert summary["status"] == "completed"
-    assert summary["metrics"]["val/acc_best"] >= 0.93
-    assert summary["metrics"]["test/acc"] >= 0.9
-    assert summary["epochs"] == 15 and summary["steps"] == 15 * 20  # 1257 training images / 64 per batch
+    assert summary.status == "completed"
+    assert summary.metrics["val/acc_best"] >= 0.93
+    assert summary.metrics["test/acc"] >= 0.9
+    assert summary.epochs == 15 and summary.steps == 15 * 20  # 1257 training images / 64 per batch
     run_dir = Path(cfg.hydra.runtime.output_dir)
     assert (run_dir / "checkpoints" / "last.ckpt").is_file() and (
         run_dir / "checkpoints" / "best.ckpt"
@@ -58,9 +58,9 @@ def test_seed_zero_is_a_real_seed_and_seeds_differ(make_config):
         "run_test=false",
         "callbacks=none",
     ]
-    a = run_job(make_config("seed=0", *common))["metrics"]
-    b = run_job(make_config("seed=0", *common))["metrics"]
-    c = run_job(make_config("seed=1", *common))["metrics"]
+    a = run_job(make_config("seed=0", *common)).metrics
+    b = run_job(make_config("seed=0", *common)).metrics
+    c = run_job(make_config("seed=1", *common)).metrics
     assert a == b
     assert a != c
 

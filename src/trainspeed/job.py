@@ -15,8 +15,10 @@ from omegaconf import DictConfig
 from trainspeed.data import build_datamodule
 from trainspeed.errors import out_of_memory
 from trainspeed.model import build_network
-from trainspeed.record.summary import build_summary, final_metrics, write_summary
-from trainspeed.resume import checkpoint_step, checkpoint_to_resume
+from trainspeed.record.run_folder import is_placement, last_logged
+from trainspeed.record.summary import Summary, build_summary, final_metrics, write_summary
+from trainspeed.resume import CheckpointState, checkpoint_state, checkpoint_to_resume
+from trainspeed.run_mode import resolve_run_mode, stop_reason
 from trainspeed.tracking.redact import scrub
 from trainspeed.tracking.wandb_logger import finish_wandb_runs, start_wandb_runs
 from trainspeed.training.classifier import Classifier
@@ -27,10 +29,13 @@ log = logging.getLogger(__name__)
 
 
 def run_dir_and_overrides() -> tuple[Path, list[str]]:
-    """The job's output folder and its command-line overrides (from Hydra, or the cwd outside Hydra)."""
+    """The job's output folder and the overrides that decide what it trains (from Hydra, or the cwd outside
+    Hydra); resume= and run_mode= only say how it was launched (the record keeps the mode as run_mode)."""
     if HydraConfig.initialized():
         hydra_cfg = HydraConfig.get()
-        return Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task)
+        return Path(hydra_cfg.runtime.output_dir), [
+            o for o in hydra_cfg.overrides.task if not is_placement(o)
+        ]
     return Path.cwd(), []
 
 
@@ -52,11 +57,19 @@ class JobRecorder:
         self.run_dir, self.overrides = run_dir_and_overrides()
         self.parts: TrainerParts | None = None
         self.test_metrics: dict[str, Any] = {}
+        self.restored_metrics: dict[
+            str, float
+        ] = {}  # a run finished from its checkpoint: what it last logged
+        self.finished_at: CheckpointState | None = None  # that checkpoint's state (the trainer did not train)
 
-    def summary(self, status: str, error: str | None = None) -> dict[str, Any]:
+    def summary(self, status: str, error: str | None = None) -> Summary:
         cfg, parts = self.cfg, self.parts
         trainer = parts.trainer if parts else None
-        callback_metrics = {**(dict(trainer.callback_metrics) if trainer else {}), **self.test_metrics}
+        callback_metrics = {
+            **self.restored_metrics,
+            **(dict(trainer.callback_metrics) if trainer else {}),
+            **self.test_metrics,
+        }
         best = parts.time_to_target.best if parts else None
         return build_summary(
             status=status,
@@ -65,11 +78,16 @@ class JobRecorder:
             metrics=final_metrics(callback_metrics, best, cfg.target.metric),
             train_seconds=parts.clock.seconds if parts else 0.0,
             wall_seconds=time.perf_counter() - self.started,
-            steps=int(trainer.global_step) if trainer else 0,
-            epochs=int(trainer.current_epoch) if trainer else 0,
+            steps=self.finished_at.step if self.finished_at else int(trainer.global_step) if trainer else 0,
+            epochs=self.finished_at.epoch
+            if self.finished_at
+            else int(trainer.current_epoch)
+            if trainer
+            else 0,
             seed=int(cfg.seed),
             overrides=self.overrides,
             device=str(trainer.strategy.root_device) if trainer else "none",
+            run_mode=cfg.get("run_mode"),
             error=error,
         )
 
@@ -89,15 +107,40 @@ class JobRecorder:
         except Exception as err:  # the record matters more than the checkpoint: write it anyway
             log.warning("the last checkpoint could not be saved: %s", err)
 
-    def write(self, summary: dict[str, Any]) -> None:
+    def write(self, summary: Summary) -> None:
         trainer = self.parts.trainer if self.parts else None
         if trainer is None or trainer.is_global_zero:
-            write_summary(self.run_dir, scrub(summary))  # no credential from the environment in the record
+            # no credential from the environment in the record
+            write_summary(self.run_dir, Summary.model_validate(scrub(summary.model_dump())))
         if trainer is not None:
             finish_wandb_runs(trainer.loggers, summary)  # the W&B run ends with the job's outcome
 
 
-def run_job(cfg: DictConfig, resume_from: str | None = None) -> dict[str, Any]:
+def _restore_callbacks(trainer: pl.Trainer, checkpoint: str) -> None:
+    """The callbacks' checkpointed state (training clock, time to target, ...) without resuming fit."""
+    states = torch.load(checkpoint, map_location="cpu", weights_only=False).get("callbacks") or {}
+    for callback in trainer.callbacks:
+        if callback.state_key in states:
+            callback.load_state_dict(states[callback.state_key])
+
+
+def _finish_from_checkpoint(
+    recorder: JobRecorder, module: Classifier, datamodule: Any, checkpoint: str, state: CheckpointState
+) -> None:
+    """Complete the record of a run whose checkpoint is already where it would stop (a job killed after training,
+    before its record was written): no training step; the final metrics are those the run logged last."""
+    trainer = recorder.parts.trainer
+    _restore_callbacks(trainer, checkpoint)
+    recorder.finished_at = state
+    recorder.restored_metrics = last_logged(
+        recorder.run_dir, ("val/acc", "val/loss", "train/loss"), state.step
+    )
+    if recorder.cfg.run_test:
+        trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint, verbose=False)
+        recorder.test_metrics = dict(trainer.callback_metrics)
+
+
+def run_job(cfg: DictConfig, resume_from: str | None = None) -> Summary:
     """Train the configured network and return the summary written to summary.json.
 
     `resume_from` (or `resume=RUN_DIR` / `ckpt_path=` in the config) continues from a checkpoint: model,
@@ -106,6 +149,7 @@ def run_job(cfg: DictConfig, resume_from: str | None = None) -> dict[str, Any]:
     On any error the record is still written, with status "failed" and the error message, before the error
     propagates: a failed job never leaves a folder that looks unfinished or completed.
     """
+    resolve_run_mode(cfg)  # done by train.main already; here for callers that build a config themselves
     recorder = JobRecorder(cfg)
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -118,14 +162,24 @@ def run_job(cfg: DictConfig, resume_from: str | None = None) -> dict[str, Any]:
         checkpoint = resume_from or checkpoint_to_resume(
             recorder.run_dir, cfg.get("resume"), cfg.get("ckpt_path")
         )
-        recorder.parts = build_trainer(cfg, resume_step=checkpoint_step(checkpoint))
+        state = checkpoint_state(checkpoint)
+        ended = state and stop_reason(cfg, state.step, state.epoch, state.reached_target)
+        # metrics.csv keeps the rows logged before the checkpoint (all of them when training is over)
+        resume_step = None if state is None else state.step + 1 if ended else state.step
+        recorder.parts = build_trainer(cfg, resume_step=resume_step)
         trainer = recorder.parts.trainer
         # started now, so that a job failing in fit has its failed W&B run; a resumed job continues its run
         start_wandb_runs(trainer.loggers, cfg, resuming=checkpoint is not None)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
+        if ended:
+            log.info(
+                "%s is where the run ends (%s): finishing its record without training", checkpoint, ended
+            )
+            _finish_from_checkpoint(recorder, module, datamodule, checkpoint, state)
+        else:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
         if trainer.interrupted:
             raise KeyboardInterrupt
-        if cfg.run_test:
+        if cfg.run_test and not ended:
             fit_metrics = dict(trainer.callback_metrics)
             trainer.test(module, datamodule=datamodule, verbose=False)
             recorder.test_metrics = {**fit_metrics, **trainer.callback_metrics}

@@ -1,8 +1,10 @@
 """`python -m trainspeed.reproduce RUN_DIR [overrides]`: re-run a run from its folder and compare the results.
 
 The run is re-launched with the overrides saved in RUN_DIR/.hydra/overrides.yaml (plus any given here) into a new
-folder, in a fresh process exactly as a user would type it. Its metrics.csv and summary.json are then compared with
-the original's: "reproduced exactly", or a table of what differs (exit 1 unless --report-only). Timing values
+folder, in a fresh process exactly as a user would type it, and in the run mode the original was made in: a job of
+a sweep is replayed as a sweep job (same stop rule, same validation cadence; see trainspeed.run_mode). Its
+metrics.csv and summary.json are then compared with the original's: "reproduced exactly", or a table of what
+differs (exit 1 unless --report-only), followed by what was compared and what could not be. Timing values
 (seconds) are never compared: they measure the machine, not the run.
 """
 
@@ -14,22 +16,35 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-import yaml
 from rich.console import Console
 from rich.table import Table
 
-from trainspeed.record.compare import compare_runs, environment_changes
+from trainspeed.errors import TrainspeedError
+from trainspeed.record.compare import Comparison, compare_runs, environment_changes
+from trainspeed.record.summary import read_summary
+from trainspeed.resume import relaunch_overrides
 
 console = Console(stderr=False)
 
 
-def saved_overrides(run_dir: Path) -> list[str]:
-    """The overrides the run was launched with, minus those that only place or resume it."""
-    path = run_dir / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        raise SystemExit(f"trainspeed: error: {run_dir} is not a run folder (no .hydra/overrides.yaml)")
-    overrides = yaml.safe_load(path.read_text()) or []
-    return [o for o in overrides if not o.split("=", 1)[0].lstrip("+~").startswith(("hydra.", "resume"))]
+def _print_differences(comparison: Comparison, original: Path, rerun: Path) -> None:
+    table = Table(title=f"differences: {original.name} vs {rerun.name}")
+    for column in ("where", "metric", "step", "original", "re-run"):
+        table.add_column(column)
+    for diff in comparison.differences[:50]:
+        step = str(diff.step if diff.step is not None else "")
+        table.add_row(diff.where, diff.metric, step, str(diff.original), str(diff.rerun))
+    console.print(table)
+    if len(comparison.differences) > 50:
+        console.print(f"... and {len(comparison.differences) - 50} more differences")
+
+
+def _print_scope(comparison: Comparison) -> None:
+    for item in comparison.compared:
+        console.print(f"compared: {item}")
+    for item in comparison.not_compared:
+        console.print(f"[yellow]not compared:[/yellow] {item}")
+    console.print("not compared: timings (seconds), which measure the machine, not the run")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,10 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     run_dir = args.run_dir.resolve()
-    overrides = saved_overrides(run_dir)
+    try:
+        summary = read_summary(run_dir)
+        overrides = relaunch_overrides(run_dir, summary, key="run_dir")
+    except TrainspeedError as err:
+        console.print(f"trainspeed: error: {err}")
+        return 2
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out = (args.out or Path("outputs") / "reproduced" / f"{run_dir.name}_{stamp}").resolve()
-    for warning in environment_changes(run_dir):
+    for warning in environment_changes(summary):
         console.print(f"[yellow]warning:[/yellow] {warning}")
     command = [sys.executable, "-m", "trainspeed.train", *overrides, *args.overrides, f"hydra.run.dir={out}"]
     console.print("re-running: " + " ".join(["python", *command[1:]]))
@@ -59,26 +79,22 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]the re-run failed (exit code {result.returncode}); its folder: {out}[/red]")
         return result.returncode
 
-    differences = compare_runs(run_dir, out)
-    if not differences:
-        console.print(f"[green]reproduced exactly[/green]: {run_dir} == {out}")
-        return 0
-    table = Table(title=f"differences: {run_dir.name} vs {out.name}")
-    for column in ("where", "metric", "step", "original", "re-run"):
-        table.add_column(column)
-    for diff in differences[:50]:
-        table.add_row(
-            diff.where,
-            diff.metric,
-            str(diff.step if diff.step is not None else ""),
-            str(diff.original),
-            str(diff.rerun),
+    try:
+        comparison = compare_runs(run_dir, out)
+    except TrainspeedError as err:
+        console.print(f"trainspeed: error: {err}")
+        return 2
+    if not comparison.differences:
+        exact = (
+            "reproduced exactly" if not comparison.not_compared else "no difference in what could be compared"
         )
-    console.print(table)
-    if len(differences) > 50:
-        console.print(f"... and {len(differences) - 50} more differences")
+        console.print(f"[green]{exact}[/green]: {run_dir} == {out}")
+        _print_scope(comparison)
+        return 0
+    _print_differences(comparison, run_dir, out)
+    _print_scope(comparison)
     changed = " (the extra overrides changed the run)" if args.overrides else ""
-    console.print(f"[red]not reproduced[/red]: {len(differences)} values differ{changed}")
+    console.print(f"[red]not reproduced[/red]: {len(comparison.differences)} values differ{changed}")
     return 0 if args.report_only or args.overrides else 1
 
 

@@ -1,7 +1,9 @@
 """Resuming: a killed run continues in its own folder, a re-launched sweep skips what is done.
 
 - `python -m trainspeed.train resume=RUN_DIR` re-launches the run with the overrides saved in RUN_DIR (plus any
-  given next to `resume=`) into RUN_DIR itself, from checkpoints/last.ckpt.
+  given next to `resume=`) into RUN_DIR itself, from checkpoints/last.ckpt, in the run mode it was made in (a
+  sweep job resumes as a sweep job: same stop rule, same validation cadence). A run that already finished is left
+  untouched unless the given overrides let it train further (e.g. a larger trainer.max_epochs).
 - A sweep re-launched into the same folder (`hydra.sweep.dir=SWEEP_DIR`) skips jobs whose summary.json says
   completed or diverged, resumes jobs that left a checkpoint and reruns the others.
 """
@@ -9,21 +11,46 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from trainspeed.errors import ConfigError
-from trainspeed.record.summary import read_summary
+from trainspeed.record.run_folder import (
+    LAST_CHECKPOINT,
+    OVERRIDES_FILE,
+    is_placement,
+    launched_as_sweep_job,
+    override_key,
+    override_value,
+    training_overrides,
+)
+from trainspeed.record.summary import RecordError, Summary, read_summary
 
 log = logging.getLogger("trainspeed")
 
-LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
-DONE = ("completed", "diverged")
+
+def recorded_run_mode(run_dir: Path, summary: Summary | None = None) -> str:
+    """The run mode a run folder was made in: from its summary.json, else from Hydra's record of the launch."""
+    if summary is not None and summary.run_mode is not None:
+        return summary.run_mode
+    return "sweep" if launched_as_sweep_job(run_dir) else "run"
 
 
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
+def relaunch_overrides(run_dir: Path, summary: Summary | None = None, key: str = "resume") -> list[str]:
+    """The overrides that re-create the run as one job: its run mode first (so that a saved or given run_mode=
+    wins), its training overrides, and hydra.mode=RUN (an experiment preset would otherwise start a sweep)."""
+    saved = training_overrides(run_dir)
+    if saved is None:
+        raise ConfigError(key, str(run_dir), f"a run folder holding {OVERRIDES_FILE}", problem="not a run")
+    return [f"run_mode={recorded_run_mode(run_dir, summary)}", *saved, "hydra.mode=RUN"]
+
+
+def _summary_or_none(run_dir: Path) -> Summary | None:
+    try:
+        return read_summary(run_dir)
+    except RecordError as err:
+        log.warning("%s; it will be rewritten when the run ends", err)
+        return None
 
 
 def resume_arguments(argv: list[str]) -> list[str]:
@@ -31,20 +58,64 @@ def resume_arguments(argv: list[str]) -> list[str]:
 
     Arguments given beside `resume=` win over the saved ones (e.g. a longer trainer.max_epochs).
     """
-    resume = [a for a in argv if _key(a) == "resume" and a.split("=", 1)[1] not in ("", "null")]
+    resume = [a for a in argv if override_key(a) == "resume" and override_value(a) not in ("", "null")]
     if not resume:
         return argv
-    run_dir = Path(resume[-1].split("=", 1)[1]).expanduser().resolve()
-    saved_path = run_dir / ".hydra" / "overrides.yaml"
-    if not saved_path.is_file():
-        raise ConfigError(
-            "resume", str(run_dir), "a run folder holding .hydra/overrides.yaml", problem="not a run"
-        )
-    given = [a for a in argv if _key(a) != "resume"]
-    given_keys = {_key(a) for a in given if "=" in a}
-    saved = [o for o in (yaml.safe_load(saved_path.read_text()) or []) if _key(o) not in given_keys]
-    saved = [o for o in saved if _key(o) != "resume" and not _key(o).startswith("hydra.")]
+    run_dir = Path(override_value(resume[-1])).expanduser().resolve()
+    given = [a for a in argv if override_key(a) != "resume"]
+    given_keys = {override_key(a) for a in given if "=" in a}
+    saved = relaunch_overrides(run_dir, _summary_or_none(run_dir))
+    saved = [o for o in saved if override_key(o) not in given_keys]
     return [*saved, *given, f"hydra.run.dir={run_dir}", f"resume={run_dir}"]
+
+
+def already_finished(argv: list[str]) -> str | None:
+    """For `resume=RUN_DIR` (expanded by resume_arguments): why the run would not train any further under the
+    given overrides, when its record says it finished; None when there is something to do.
+
+    Decided before Hydra starts, because Hydra rewrites the run's .hydra/ files as soon as it runs a job: a
+    finished run is left byte-for-byte as it was.
+    """
+    resume = [a for a in argv if override_key(a) == "resume" and override_value(a) not in ("", "null")]
+    if not resume:
+        return None
+    run_dir = Path(override_value(resume[-1]))
+    summary = _summary_or_none(run_dir)
+    if summary is None or not summary.done:
+        return None
+    if summary.status == "diverged":
+        return f"{run_dir} already finished: it diverged ({summary.error})"
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from trainspeed.config_paths import CONFIG_NAME, config_dir
+    from trainspeed.run_mode import resolve_run_mode, stop_reason
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            cfg = compose(
+                CONFIG_NAME, overrides=[a for a in argv if not override_key(a).startswith("hydra.")]
+            )
+            resolve_run_mode(cfg)
+    finally:
+        GlobalHydra.instance().clear()
+    reason = stop_reason(cfg, summary.steps or 0, summary.epochs or 0, summary.reached_target)
+    if reason is None:
+        return None
+    return (
+        f"{run_dir} already finished ({summary.status} at step {summary.steps}): {reason}; nothing was changed. "
+        "To train it longer, resume it with a larger trainer.max_epochs or trainer.max_steps."
+    )
+
+
+@dataclass(frozen=True)
+class CheckpointState:
+    """Where a checkpoint left the run: optimizer steps, completed epochs, and whether the target was reached."""
+
+    step: int
+    epoch: int
+    reached_target: bool
 
 
 def checkpoint_to_resume(run_dir: Path, resume: str | None, ckpt_path: str | None) -> str | None:
@@ -63,27 +134,32 @@ def checkpoint_to_resume(run_dir: Path, resume: str | None, ckpt_path: str | Non
     return None
 
 
-def checkpoint_step(checkpoint: str | None) -> int | None:
-    """The global step a checkpoint file was saved at (None without a file, e.g. ckpt_path="last")."""
+def checkpoint_state(checkpoint: str | None) -> CheckpointState | None:
+    """The state a checkpoint file was saved in (None without a file, e.g. ckpt_path="last")."""
     if not checkpoint or not Path(checkpoint).is_file():
         return None
     import torch
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    return int(state.get("global_step", 0))
+    callbacks = state.get("callbacks") or {}
+    target = next((v for k, v in callbacks.items() if "TimeToTarget" in str(k)), None) or {}
+    return CheckpointState(
+        step=int(state.get("global_step", 0)),
+        epoch=int(state.get("epoch", 0)),
+        reached_target=target.get("result") is not None,
+    )
 
 
-def sweep_job_plan(run_dir: Path, overrides: list[str]) -> tuple[str, dict | None]:
+def sweep_job_plan(run_dir: Path, overrides: list[str]) -> tuple[str, Summary | None]:
     """For a sweep job folder that may hold an earlier attempt: ("skip", summary), ("resume", None) or ("run", None).
 
     A job is only skipped when its record was made with the same overrides (Hydra numbers jobs by position, so a
     changed sweep would put other settings under the same number).
     """
-    summary = read_summary(run_dir)
-    if summary and summary.get("status") in DONE and summary.get("overrides") == list(overrides):
+    summary = _summary_or_none(run_dir)
+    overrides = [o for o in overrides if not is_placement(o)]  # the record keeps only these
+    if summary is not None and summary.done and summary.overrides == overrides:
         return "skip", summary
-    if (run_dir / LAST_CHECKPOINT).is_file() and (
-        not summary or summary.get("overrides") in (None, list(overrides))
-    ):
+    if (run_dir / LAST_CHECKPOINT).is_file() and (summary is None or summary.overrides in (None, overrides)):
         return "resume", None
     return "run", None

@@ -9,15 +9,25 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from trainspeed.record.summary import read_summary
+from trainspeed.record.run_folder import OVERRIDES_FILE
+from trainspeed.record.summary import RecordError, read_summary
 
 log = logging.getLogger("trainspeed")
 
 
+def _failed(job_dir: Path) -> bool:
+    try:
+        summary = read_summary(job_dir)
+    except RecordError as err:
+        log.error("%s", err)
+        return True
+    return summary is None or summary.status == "failed"
+
+
 def failed_jobs(sweep_dir: Path) -> list[Path]:
-    """Job folders of a sweep whose record says failed, or that have no record at all."""
-    jobs = [p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")]
-    return sorted(j for j in jobs if (read_summary(j) or {}).get("status", "failed") == "failed")
+    """Job folders of a sweep whose record says failed, that have no record at all, or an unreadable one."""
+    jobs = [p.parent.parent for p in sweep_dir.glob(f"*/{OVERRIDES_FILE}")]
+    return sorted(j for j in jobs if _failed(j))
 
 
 class ExitCodeOnFailure(Callback):

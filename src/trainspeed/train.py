@@ -10,20 +10,17 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from trainspeed.config_paths import CONFIG_NAME, config_dir
+from trainspeed.config_paths import CONFIG_NAME, config_dir, in_sweep
 from trainspeed.errors import TrainspeedError, is_user_error
 from trainspeed.quiet import quiet_library_noise
-from trainspeed.resume import LAST_CHECKPOINT, resume_arguments, sweep_job_plan
+from trainspeed.record.run_folder import LAST_CHECKPOINT
+from trainspeed.resume import already_finished, resume_arguments, sweep_job_plan
+from trainspeed.run_mode import resolve_run_mode
 from trainspeed.validation import record_refusal, validate
 
 log = logging.getLogger("trainspeed")
-
-
-def _in_sweep() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name=CONFIG_NAME)
@@ -37,17 +34,18 @@ def main(cfg: DictConfig) -> float | None:
     started = time.perf_counter()
     try:
         validate(cfg)  # before torch is imported: a refused run costs a second, not a model build
+        resolve_run_mode(cfg)  # target.stop and the validation cadence, as a run or as a sweep job
     except TrainspeedError as err:
         record_refusal(cfg, err, time.perf_counter() - started)  # Hydra made the folder: mark it failed
         return _job_failed(err, cfg)
     quiet_library_noise()
     resume_from = None
-    if _in_sweep():  # a sweep re-launched into its own folder: skip what is done, resume what was killed
+    if in_sweep():  # a sweep re-launched into its own folder: skip what is done, resume what was killed
         hydra_cfg = HydraConfig.get()
         plan, done = sweep_job_plan(Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
         if plan == "skip":
-            print(f"trainspeed: skipping job {hydra_cfg.job.num}: already {done['status']}", file=sys.stderr)
-            return done["time_to_target"]["seconds"]
+            print(f"trainspeed: skipping job {hydra_cfg.job.num}: already {done.status}", file=sys.stderr)
+            return done.time_to_target.seconds
         if plan == "resume":
             resume_from = str(Path(hydra_cfg.runtime.output_dir) / LAST_CHECKPOINT)
     from trainspeed.job import run_job  # torch and Lightning load only for a config that passed validation
@@ -60,7 +58,7 @@ def main(cfg: DictConfig) -> float | None:
         raise SystemExit(130) from None
     except Exception as err:
         return _job_failed(err, cfg)
-    return summary["time_to_target"]["seconds"]
+    return summary.time_to_target.seconds
 
 
 def _user_message(err: Exception, cfg: DictConfig) -> str:
@@ -75,7 +73,7 @@ def _user_message(err: Exception, cfg: DictConfig) -> str:
 def _job_failed(err: Exception, cfg: DictConfig) -> None:
     """A single run exits (code 2 and one line for a user error, else the traceback); a sweep goes on."""
     user_error = is_user_error(err) and not os.environ.get("HYDRA_FULL_ERROR")
-    if not _in_sweep():
+    if not in_sweep():
         if not user_error:
             raise err
         print(f"trainspeed: error: {_user_message(err, cfg)}", file=sys.stderr)
@@ -89,12 +87,17 @@ def _job_failed(err: Exception, cfg: DictConfig) -> None:
 
 
 def cli() -> None:
-    """The console entry point: `resume=RUN_DIR` expands to that run's overrides and folder before Hydra parses."""
+    """The console entry point: `resume=RUN_DIR` expands to that run's overrides and folder before Hydra parses;
+    a finished run is left untouched (Hydra would rewrite its .hydra/ files)."""
     try:
         sys.argv[1:] = resume_arguments(sys.argv[1:])
+        finished = already_finished(sys.argv[1:])
     except TrainspeedError as err:
         print(f"trainspeed: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    if finished:
+        print(f"trainspeed: {finished}")
+        raise SystemExit(0)
     main()
 
 

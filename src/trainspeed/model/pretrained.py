@@ -11,7 +11,6 @@ of which tensors are pretrained: the initializer and the fine-tuning strategies 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from trainspeed.errors import ConfigError, DataError
 from trainspeed.model.hub_cache import hub_file
+from trainspeed.record.atomic import replacing
 
 log = logging.getLogger(__name__)
 
@@ -239,8 +239,6 @@ def export_weights(run: str | Path, out: str | Path) -> Path:
         if k.startswith(prefix)
     }
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    save_file(tensors, str(tmp), metadata={"format": "pt", "source": str(checkpoint)})
-    os.replace(tmp, out)
+    with replacing(out) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt", "source": str(checkpoint)})
     return out

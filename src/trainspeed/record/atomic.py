@@ -1,29 +1,46 @@
-"""Atomic file writes: a reader (or a crash) never sees a half-written record."""
+"""Atomic file writes: a reader (or a crash) never sees a half-written file. The one writer every record and
+report file goes through."""
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write to a temporary file in the same folder, then rename it over `path`."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """A temporary path in `path`'s folder to write to; on success it replaces `path` in one rename.
+
+    For writers that need a file name (safetensors, torch.save); `write_atomic` wraps it for text and bytes.
+    The file gets the permissions of any new file (0644 under the usual umask; mkstemp alone makes 0600).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+def write_atomic(path: str | Path, data: str | bytes) -> Path:
+    """Write `data` to `path` (flushed to disk before the rename) and return `path`."""
+    with replacing(path) as tmp, tmp.open("wb") as handle:
+        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return Path(path)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainspeed.record.environment import git_state, package_versions
-from trainspeed.record.summary import read_summary
+from trainspeed.record.run_folder import METRICS_FILE, metrics_path, read_metrics_csv
+from trainspeed.record.summary import Summary, read_summary
 
 # timing measures the machine, not the run: never part of a reproduction check
 TIMING = ("seconds", "time/", "wall_", "train_seconds")
 SUMMARY_FIELDS = ("status", "reached_target", "steps", "epochs", "seed")
+TIME_TO_TARGET_FIELDS = ("steps", "epochs", "samples")
 
 
 @dataclass(frozen=True)
@@ -24,24 +25,32 @@ class Difference:
     rerun: object
 
 
+@dataclass
+class Comparison:
+    """What differs, and what could be compared at all (a run logged without metrics.csv has no per-step values).
+    Timings are never compared (TIMING)."""
+
+    differences: list[Difference] = field(default_factory=list)
+    compared: list[str] = field(default_factory=list)
+    not_compared: list[str] = field(default_factory=list)
+
+
 def _is_timing(name: str) -> bool:
     return any(part in name for part in TIMING)
 
 
-def read_metrics(run_dir: Path) -> dict[tuple[str, int], float]:
-    """(metric, step) -> value for every non-timing value in metrics.csv (the last value wins on repeats)."""
-    path = run_dir / "metrics.csv"
-    values: dict[tuple[str, int], float] = {}
-    if not path.is_file():
-        return values
-    with path.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            step = int(float(row.get("step") or -1))
-            for key, raw in row.items():
-                if key in ("step", "epoch") or raw in ("", None) or _is_timing(key):
-                    continue
-                values[(key, step)] = float(raw)
-    return values
+def read_metrics(run_dir: Path) -> dict[tuple[str, int], float] | None:
+    """(metric, step) -> value for every non-timing value in metrics.csv (the last value wins on repeats);
+    None when the run has no metrics.csv."""
+    path = metrics_path(run_dir)
+    if path is None:
+        return None
+    return {
+        (name, int(step)): value
+        for name, points in read_metrics_csv(path).items()
+        if not _is_timing(name)
+        for step, value in points
+    }
 
 
 def _equal(a: object, b: object) -> bool:
@@ -50,41 +59,68 @@ def _equal(a: object, b: object) -> bool:
     return a == b
 
 
-def compare_runs(original: Path, rerun: Path) -> list[Difference]:
-    """Every logged value and summary field that differs between two runs (timing excluded)."""
-    diffs: list[Difference] = []
+def _compare_metrics(original: Path, rerun: Path, result: Comparison) -> None:
     a, b = read_metrics(original), read_metrics(rerun)
+    if a is None or b is None:
+        missing = " and ".join(str(p) for p, m in ((original, a), (rerun, b)) if m is None)
+        result.not_compared.append(
+            f"per-step values: {missing} has no {METRICS_FILE} (logged with another logger; add logger=csv)"
+        )
+        return
+    steps = {step for _, step in a} | {step for _, step in b}
+    result.compared.append(f"{len(set(a) | set(b))} logged values of {METRICS_FILE} at {len(steps)} steps")
     for key in sorted(set(a) | set(b), key=lambda k: (k[1], k[0])):
         if not _equal(a.get(key), b.get(key)):
-            diffs.append(Difference("metrics.csv", key[0], key[1], a.get(key), b.get(key)))
-    sa, sb = read_summary(original) or {}, read_summary(rerun) or {}
-    for field in SUMMARY_FIELDS:
-        if sa.get(field) != sb.get(field):
-            diffs.append(Difference("summary.json", field, None, sa.get(field), sb.get(field)))
-    for name in sorted(set(sa.get("metrics") or {}) | set(sb.get("metrics") or {})):
-        va, vb = (sa.get("metrics") or {}).get(name), (sb.get("metrics") or {}).get(name)
+            result.differences.append(Difference(METRICS_FILE, key[0], key[1], a.get(key), b.get(key)))
+
+
+def _compare_summaries(sa: Summary, sb: Summary, result: Comparison) -> None:
+    da, db = sa.model_dump(), sb.model_dump()
+    for name in SUMMARY_FIELDS:
+        if da[name] != db[name]:
+            result.differences.append(Difference("summary.json", name, None, da[name], db[name]))
+    for name in sorted(set(sa.metrics) | set(sb.metrics)):
+        va, vb = sa.metrics.get(name), sb.metrics.get(name)
         if not _equal(va, vb):
-            diffs.append(Difference("summary.json", f"metrics.{name}", None, va, vb))
-    tta, ttb = sa.get("time_to_target") or {}, sb.get("time_to_target") or {}
-    for name in ("steps", "epochs", "samples"):
-        if tta.get(name) != ttb.get(name):
-            diffs.append(
-                Difference("summary.json", f"time_to_target.{name}", None, tta.get(name), ttb.get(name))
+            result.differences.append(Difference("summary.json", f"metrics.{name}", None, va, vb))
+    ta, tb = da["time_to_target"], db["time_to_target"]
+    for name in TIME_TO_TARGET_FIELDS:
+        if ta[name] != tb[name]:
+            result.differences.append(
+                Difference("summary.json", f"time_to_target.{name}", None, ta[name], tb[name])
             )
-    return diffs
+    result.compared.append(
+        f"summary.json: {', '.join(SUMMARY_FIELDS)}, {len(set(sa.metrics) | set(sb.metrics))} final metrics, "
+        f"time_to_target {', '.join(TIME_TO_TARGET_FIELDS)}"
+    )
 
 
-def environment_changes(run_dir: Path) -> list[str]:
+def compare_runs(original: Path, rerun: Path) -> Comparison:
+    """Every logged value and summary field that differs between two runs (timing excluded), and what was
+    compared. Raises RecordError when a summary.json cannot be read."""
+    result = Comparison()
+    _compare_metrics(original, rerun, result)
+    sa, sb = read_summary(original), read_summary(rerun)
+    if sa is None or sb is None:
+        missing = " and ".join(str(p) for p, s in ((original, sa), (rerun, sb)) if s is None)
+        result.not_compared.append(f"results: {missing} has no summary.json")
+    else:
+        _compare_summaries(sa, sb, result)
+    return result
+
+
+def environment_changes(summary: Summary | None) -> list[str]:
     """Warnings for package versions or the git commit that differ from the run's record."""
-    summary = read_summary(run_dir) or {}
+    if summary is None:
+        return []
     warnings = []
     now = package_versions()
-    for name, version in (summary.get("versions") or {}).items():
+    for name, version in summary.versions.items():
         if name in now and now[name] != version:
             warnings.append(f"{name} was {version} for the original run, is {now[name]} now")
-    then_git, now_git = summary.get("git") or {}, git_state()
-    if then_git.get("commit") and then_git.get("commit") != now_git.get("commit"):
-        warnings.append(f"git commit was {then_git['commit'][:12]}, is {str(now_git.get('commit'))[:12]} now")
-    if then_git.get("dirty"):
+    then, now_git = summary.git, git_state()
+    if then.commit and then.commit != now_git.get("commit"):
+        warnings.append(f"git commit was {then.commit[:12]}, is {str(now_git.get('commit'))[:12]} now")
+    if then.dirty:
         warnings.append("the original run was made from a tree with uncommitted changes")
     return warnings

@@ -1,18 +1,115 @@
-"""summary.json: the run record that the report, sweep resume and reproduce read (contract in DESIGN.md)."""
+"""summary.json, the run record that the report, resume, the sweep relaunch, reproduce and W&B read: one typed
+definition (`Summary`) that builds, writes and reads it.
+
+The file states its `schema_version`. A file without one was written before the field existed (version 1, the
+same fields) and is read as such; a file from a newer trainspeed, a truncated file or one that is not a summary
+raises a `RecordError` with one line naming the file and what is wrong.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from trainspeed.record.atomic import write_json_atomic
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from trainspeed.errors import TrainspeedError
+from trainspeed.record.atomic import write_atomic
 from trainspeed.record.environment import command_line, git_state, package_versions
 
 SUMMARY_FILE = "summary.json"
-STATUSES = ("completed", "diverged", "failed")
+SCHEMA_VERSION = 2  # 2: schema_version, run_mode and compile_seconds added to version 1's fields
 FINAL_METRICS = ("val/acc", "val/acc_best", "val/loss", "test/acc", "test/loss", "train/loss")
+
+Status = Literal["completed", "diverged", "failed"]
+DONE: tuple[Status, ...] = ("completed", "diverged")  # a run that needs no more training
+
+
+class RecordError(TrainspeedError):
+    """A summary.json that cannot be read: the message names the file and what is wrong."""
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TimeToTargetRecord(_Record):
+    """When the target metric was first reached; the measured fields are null when it never was."""
+
+    metric: str | None
+    target: float | None
+    seconds: float | None = None
+    steps: int | None = None
+    epochs: float | None = None
+    samples: int | None = None
+    resolution_steps: int | None = None  # the validation cadence in steps: how precise `steps` is
+
+
+class GitRecord(_Record):
+    commit: str | None = None
+    dirty: bool | None = None
+
+
+class Summary(_Record):
+    """The whole record of one run, in the order the file lists it (README shows an example).
+
+    What a result means needs status, reached_target, time_to_target and metrics; the facts about how the run was
+    made may be missing in files written by other tools (null then).
+    """
+
+    schema_version: int = SCHEMA_VERSION
+    status: Status
+    reached_target: bool
+    time_to_target: TimeToTargetRecord
+    metrics: dict[str, float | None]
+    train_seconds: float | None = None
+    wall_seconds: float | None = None
+    compile_seconds: float | None = None  # compiling the network, excluded from train_seconds
+    steps: int | None = None
+    epochs: int | None = None
+    seed: int | None = None
+    run_mode: Literal["run", "sweep"] | None = None  # how mode-dependent defaults were resolved (run_mode.py)
+    overrides: list[str] | None = None
+    device: str | None = None
+    versions: dict[str, str | None] = {}
+    git: GitRecord = GitRecord()
+    command: list[str] | None = None
+    error: str | None = None
+
+    @property
+    def done(self) -> bool:
+        """Completed or diverged: a result, nothing left to train."""
+        return self.status in DONE
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, where: str = SUMMARY_FILE) -> Summary:
+        """Parse a summary; RecordError (one line naming `where`) when it cannot be read."""
+        try:
+            data = json.loads(text)
+        except ValueError as err:
+            raise RecordError(f"{where} is truncated or not JSON ({err})") from None
+        if not isinstance(data, dict):
+            raise RecordError(f"{where} is not a run summary (a JSON {type(data).__name__}, not an object)")
+        version = data.get("schema_version", 1)
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise RecordError(
+                f"{where} has schema_version {version!r}; this trainspeed reads versions 1 to {SCHEMA_VERSION}"
+                " (written by a newer trainspeed?)"
+            )
+        try:
+            return cls.model_validate({**data, "schema_version": SCHEMA_VERSION})
+        except ValidationError as err:
+            first = err.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+            raise RecordError(
+                f"{where} is not a summary this trainspeed can read: {field}: {first['msg']}"
+                f" ({err.error_count()} problem(s); schema_version {version})"
+            ) from None
 
 
 def _number(value: Any) -> float | None:
@@ -35,7 +132,7 @@ def final_metrics(
 
 def build_summary(
     *,
-    status: str,
+    status: Status,
     time_to_target: dict[str, Any] | None,
     target: dict[str, Any],
     metrics: dict[str, float | None],
@@ -43,50 +140,50 @@ def build_summary(
     wall_seconds: float,
     steps: int,
     epochs: int,
-    seed: int,
+    seed: int | None,
     overrides: list[str],
     device: str,
+    run_mode: str | None = None,
+    compile_seconds: float | None = None,
     error: str | None = None,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The summary dict in DESIGN.md's field order; time fields are null when the target was not reached."""
-    assert status in STATUSES, status
-    empty = dict.fromkeys(("seconds", "steps", "epochs", "samples"))
-    return {
-        "status": status,
-        "reached_target": time_to_target is not None,
-        "time_to_target": {
-            "metric": target["metric"],
-            "target": target["value"],
-            **empty,
-            **(time_to_target or {}),
-        },
-        "metrics": metrics,
-        "train_seconds": round(train_seconds, 4),
-        "wall_seconds": round(wall_seconds, 4),
-        "steps": steps,
-        "epochs": epochs,
-        "seed": seed,
-        "overrides": list(overrides),
-        "device": device,
-        "versions": package_versions(),
-        "git": git_state(),
-        "command": command_line(),
-        "error": error,
-        **(extra or {}),
-    }
+) -> Summary:
+    """The record of a run that ends now, with the environment it ran in; time fields are null when the target
+    was not reached."""
+    return Summary(
+        status=status,
+        reached_target=time_to_target is not None,
+        time_to_target=TimeToTargetRecord(
+            **{"metric": target["metric"], "target": target["value"], **(time_to_target or {})}
+        ),
+        metrics=metrics,
+        train_seconds=round(train_seconds, 4),
+        wall_seconds=round(wall_seconds, 4),
+        compile_seconds=None if compile_seconds is None else round(compile_seconds, 4),
+        steps=steps,
+        epochs=epochs,
+        seed=seed,
+        run_mode=run_mode,
+        overrides=list(overrides),
+        device=device,
+        versions=package_versions(),
+        git=GitRecord(**git_state()),
+        command=command_line(),
+        error=error,
+    )
 
 
-def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> Path:
-    path = Path(run_dir) / SUMMARY_FILE
-    write_json_atomic(path, summary)
-    return path
+def write_summary(run_dir: str | Path, summary: Summary) -> Path:
+    """Write RUN_DIR/summary.json atomically (a crash never leaves half a record)."""
+    return write_atomic(Path(run_dir) / SUMMARY_FILE, summary.to_json())
 
 
-def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
-    """The run's summary, or None when it has none (a run that is still going or was killed)."""
+def read_summary(run_dir: str | Path) -> Summary | None:
+    """The run's summary; None when it has none (still running, or killed). RecordError when it cannot be read."""
     path = Path(run_dir) / SUMMARY_FILE
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError) as err:
+        raise RecordError(f"{path} cannot be read ({err})") from None
+    return Summary.from_json(text, where=str(path))

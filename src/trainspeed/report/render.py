@@ -1,5 +1,5 @@
 """Write the report files: report.csv, and report.md / report.html from one list of blocks, so the two always
-say the same thing. Every file is written atomically (temp file in the same folder + os.replace)."""
+say the same thing. Every file is written atomically (trainspeed.record.atomic)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ import base64
 import csv
 import html
 import io
-import os
-import tempfile
-from pathlib import Path
 
+from trainspeed.record.atomic import write_atomic  # noqa: F401 - the report's files are written with it
 from trainspeed.report.aggregate import ConfigResult
 
 CSV_COLUMNS = [
@@ -27,27 +25,6 @@ CSV_COLUMNS = [
 
 # A block is ("h1" | "h2" | "p", text), ("table", headers, rows) or ("img", alt, file name under plots/).
 Block = tuple
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_atomic(path: Path, data: str | bytes) -> Path:
-    """Write `data` to `path` so that a reader never sees a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions of a new file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def fmt(value: float | None, digits: int = 4) -> str:

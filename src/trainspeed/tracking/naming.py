@@ -11,16 +11,14 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from trainspeed.record.run_folder import override_key
+
 # the technique axes a run is tagged with (one tag per axis: "optimizer:adam")
 TECHNIQUE_AXES = ("data", "model", "optimizer", "scheduler", "initializer", "activation", "normalization")
 # overrides that change how a run is logged or stored, not what it trains
 _UNNAMED_PREFIXES = ("hydra.", "logger.")
 MAX_TAG = 64  # W&B refuses longer tags
 MAX_NAME = 128
-
-
-def _key(override: str) -> str:
-    return override.lstrip("+~").split("=", 1)[0].split("@", 1)[0]
 
 
 def short_override(override: str) -> str:
@@ -32,9 +30,9 @@ def short_override(override: str) -> str:
 def run_name(overrides: list[str], swept: set[str] | None = None) -> str:
     """The job's overrides in short form (`optimizer=adam,lr=0.01`): in a sweep only those the sweep varies
     (the others are the same for the whole group); "defaults" when there are none."""
-    kept = [o for o in overrides if not _key(o).startswith(_UNNAMED_PREFIXES)]
-    if swept and any(_key(o) in swept for o in kept):
-        kept = [o for o in kept if _key(o) in swept]
+    kept = [o for o in overrides if not override_key(o).startswith(_UNNAMED_PREFIXES)]
+    if swept and any(override_key(o) in swept for o in kept):
+        kept = [o for o in kept if override_key(o) in swept]
     return (",".join(short_override(o) for o in kept) or "defaults")[:MAX_NAME]
 
 
@@ -48,7 +46,7 @@ def swept_keys(argv: list[str] | None = None) -> set[str]:
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return set()
     params = HydraConfig.get().sweeper.get("params") or {}
-    keys = {_key(str(k)) for k in params}
+    keys = {override_key(str(k)) for k in params}
     parser = OverridesParser.create()
     for arg in sys.argv[1:] if argv is None else argv:
         try:

@@ -13,6 +13,7 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.loggers.logger import Logger, rank_zero_experiment
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
+from trainspeed.record.summary import Summary
 from trainspeed.tracking.mode import has_credentials, resolve_mode
 from trainspeed.tracking.naming import (
     job_overrides,
@@ -28,15 +29,21 @@ log = logging.getLogger("trainspeed")
 _unreachable: str | None = None  # why the W&B server could not be reached, once it could not
 
 
-def summary_fields(summary: dict[str, Any]) -> dict[str, Any]:
+def summary_fields(summary: Summary) -> dict[str, Any]:
     """summary.json's outcome as flat W&B summary keys: status, reached_target, time_to_target/*, final and best
     metrics, time and step counts."""
-    fields: dict[str, Any] = {"status": summary["status"], "reached_target": summary["reached_target"]}
-    fields.update({f"time_to_target/{k}": v for k, v in (summary.get("time_to_target") or {}).items()})
-    fields.update(summary.get("metrics") or {})
-    for key in ("train_seconds", "wall_seconds", "steps", "epochs", "error"):
-        if key in summary:
-            fields[key] = summary[key]
+    fields: dict[str, Any] = {"status": summary.status, "reached_target": summary.reached_target}
+    fields.update({f"time_to_target/{k}": v for k, v in summary.time_to_target.model_dump().items()})
+    fields.update(summary.metrics)
+    fields.update(
+        train_seconds=summary.train_seconds,
+        wall_seconds=summary.wall_seconds,
+        steps=summary.steps,
+        epochs=summary.epochs,
+        error=summary.error,
+    )
+    if summary.compile_seconds is not None:
+        fields["compile_seconds"] = summary.compile_seconds
     return fields
 
 
@@ -155,7 +162,7 @@ class WandbRunLogger(WandbLogger):
         datamodule hyperparameters would only repeat under other names."""
 
     @rank_zero_only
-    def finish_run(self, summary: dict[str, Any]) -> None:
+    def finish_run(self, summary: Summary) -> None:
         """Write the job's outcome into the run's summary and finish it: exit code 1 when the job failed, so the
         dashboard shows it failed. Then say where the run is and how to view and upload it."""
         run = self._experiment
@@ -166,7 +173,7 @@ class WandbRunLogger(WandbLogger):
         offline = run.settings.mode == "offline"
         sync_dir = Path(run.settings.sync_dir)
         url = None if offline else run.url
-        run.finish(exit_code=1 if summary["status"] == "failed" else 0)
+        run.finish(exit_code=1 if summary.status == "failed" else 0)
         if url:
             log.info("W&B run: %s", url)
         elif offline:
@@ -188,7 +195,7 @@ def start_wandb_runs(loggers: Iterable[Logger], cfg: DictConfig, resuming: bool 
             _ = logger.experiment  # only rank zero starts a run (the others get Lightning's dummy)
 
 
-def finish_wandb_runs(loggers: Iterable[Logger], summary: dict[str, Any]) -> None:
+def finish_wandb_runs(loggers: Iterable[Logger], summary: Summary) -> None:
     """Finish the W&B runs with the job's summary; a tracking problem is reported, never raised over the job's."""
     for logger in loggers:
         if isinstance(logger, WandbRunLogger):

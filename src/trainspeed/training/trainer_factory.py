@@ -13,7 +13,6 @@ from trainspeed.callbacks.divergence import DivergenceGuard
 from trainspeed.callbacks.rng_state import RngState
 from trainspeed.callbacks.time_to_target import TimeToTarget
 from trainspeed.callbacks.train_clock import TrainClock
-from trainspeed.config_paths import in_sweep
 from trainspeed.record.resumable_csv import ResumableCSVLogger
 
 # trainer.* keys that are trainspeed's own, not Lightning Trainer arguments
@@ -51,8 +50,7 @@ def build_trainer(cfg: DictConfig, resume_step: int | None = None) -> TrainerPar
         callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
     clock = TrainClock()
     target = cfg.target
-    # target.stop: null means "stop in sweeps" (each job only has to reach the target), "train on" in single runs
-    stop = target.stop if target.get("stop") is not None else in_sweep()
+    stop = bool(target.get("stop"))  # resolved by run_mode.resolve_run_mode (null: stop in sweeps)
     time_to_target = TimeToTarget(
         clock, target.metric, target.value, stop=stop, mode=target.get("mode", "auto")
     )

@@ -1,0 +1,119 @@
+"""A run folder's files, read and named in one place: `.hydra/overrides.yaml`, `.hydra/hydra.yaml`, `metrics.csv`
+and the checkpoint a run resumes from (summary.json has its own typed module, record/summary.py).
+
+Resume, reproduce, the sweep relaunch and the report all read these files; they do it through here, so an override
+is parsed one way and a truncated metrics.csv is tolerated the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import yaml
+
+OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
+HYDRA_FILE = Path(".hydra") / "hydra.yaml"
+METRICS_FILE = "metrics.csv"
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+# overrides that say where and how a run was (re)launched, not what it trains
+PLACEMENT_KEYS = ("resume", "run_mode")
+
+
+def override_key(override: str) -> str:
+    """The config key an override sets: `+optimizer.lr=0.1` -> `optimizer.lr`, `model@x=cnn` -> `model`."""
+    return override.split("=", 1)[0].lstrip("+~").split("@", 1)[0]
+
+
+def override_value(override: str) -> str:
+    """The value an override sets, as typed (`optimizer.lr=0.1` -> `0.1`); "" for a deletion (`~key`)."""
+    return override.split("=", 1)[1] if "=" in override else ""
+
+
+def is_placement(override: str) -> bool:
+    """Whether an override only places or re-launches a run (hydra.*, resume=, run_mode=)."""
+    key = override_key(override)
+    return key.startswith("hydra.") or key in PLACEMENT_KEYS
+
+
+def read_overrides(run_dir: str | Path) -> list[str] | None:
+    """The overrides Hydra saved for the run (.hydra/overrides.yaml); None when there is no readable file."""
+    path = Path(run_dir) / OVERRIDES_FILE
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return [str(o) for o in data] if isinstance(data, list) else []
+
+
+def training_overrides(run_dir: str | Path) -> list[str] | None:
+    """The saved overrides that decide what the run trains: without hydra.*, resume= and run_mode=."""
+    saved = read_overrides(run_dir)
+    return None if saved is None else [o for o in saved if not is_placement(o)]
+
+
+def launched_as_sweep_job(run_dir: str | Path) -> bool | None:
+    """Whether Hydra ran the folder as a job of a multirun (from .hydra/hydra.yaml); None when unknown."""
+    try:
+        hydra = (yaml.safe_load((Path(run_dir) / HYDRA_FILE).read_text()) or {}).get("hydra") or {}
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+    mode = hydra.get("mode")
+    return None if mode is None else str(mode).upper().endswith("MULTIRUN")
+
+
+def _number(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def metrics_path(run_dir: str | Path) -> Path | None:
+    """The run's metrics.csv: in the folder, or in CSVLogger's default layout (<name>/version_N/) if kept."""
+    direct = Path(run_dir) / METRICS_FILE
+    if direct.is_file():
+        return direct
+    nested = sorted(Path(run_dir).glob(f"**/{METRICS_FILE}"))
+    return nested[0] if nested else None
+
+
+def read_metrics_rows(path: str | Path) -> list[dict[str, str]]:
+    """metrics.csv's rows as Lightning's CSVLogger wrote them (sparse: "" where a metric was not logged).
+
+    Rows without a readable step (a truncated last line) are left out; a missing or unreadable file has no rows.
+    """
+    try:
+        with Path(path).open(newline="") as handle:
+            return [row for row in csv.DictReader(handle) if _number(row.get("step")) is not None]
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return []
+
+
+def read_metrics_csv(path: str | Path) -> dict[str, list[tuple[float, float]]]:
+    """metrics.csv as metric -> [(step, value)] in file order, finite values only."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    for row in read_metrics_rows(path):
+        step = _number(row["step"])
+        for name, raw in row.items():
+            if name in (None, "step", "epoch") or not raw:
+                continue
+            value = _number(raw)
+            if value is not None:
+                series.setdefault(name, []).append((step, value))
+    return series
+
+
+def last_logged(run_dir: str | Path, names: tuple[str, ...], up_to_step: int) -> dict[str, float]:
+    """The last value metrics.csv holds for each of `names` at a step <= `up_to_step` (absent when none)."""
+    path = metrics_path(run_dir)
+    series = read_metrics_csv(path) if path else {}
+    last: dict[str, float] = {}
+    for name in names:
+        values = [v for step, v in series.get(name, []) if step <= up_to_step]
+        if values:
+            last[name] = values[-1]
+    return last
