@@ -13,6 +13,9 @@ from pathlib import Path
 import torch
 from conftest import run_cli
 
+from trainspeed.record.compare import read_metrics
+from trainspeed.record.run_folder import read_metrics_csv
+
 RUN = ["trainer.deterministic=true", "trainer.enable_progress_bar=false", "logger=csv", "seed=3"]
 
 
@@ -141,3 +144,102 @@ def test_resumed_job_continues_its_online_wandb_run(tmp_path):
     assert logger.continue_previous_run() == "abc123"
     assert logger._wandb_init["id"] == "abc123" and logger._wandb_init["resume"] == "allow"
     assert WandbRunLogger(save_dir=str(tmp_path / "elsewhere")).continue_previous_run() is None
+
+
+def _folder_state(run_dir: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file of a run folder with its bytes and modification time."""
+    return {
+        str(p.relative_to(run_dir)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_resuming_a_finished_run_leaves_it_untouched_and_training_longer_works(tmp_path):
+    run = tmp_path / "run"
+    args = [*RUN[:2], "seed=3", "trainer.max_epochs=2", "logger=default", f"hydra.run.dir={run}"]
+    assert run_cli(["trainspeed.train", *args], cwd=tmp_path).returncode == 0
+    before = _folder_state(run)
+    assert len(list((run / "wandb").glob("offline-run-*"))) == 1
+
+    again = run_cli(["trainspeed.train", f"resume={run}"], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "already finished" in again.stdout and "max_epochs=2" in again.stdout
+    assert _folder_state(run) == before  # summary.json, metrics.csv, .hydra/, no second W&B run
+
+    longer = run_cli(["trainspeed.train", f"resume={run}", "trainer.max_epochs=3"], cwd=tmp_path)
+    assert longer.returncode == 0, longer.stderr[-2000:]
+    summary = _summary(run)
+    assert (summary["status"], summary["steps"], summary["epochs"]) == ("completed", 60, 3)
+
+
+def test_a_sweep_job_replays_and_resumes_as_a_sweep_job(tmp_path):
+    # an ad-hoc sweep: it stops at the target and validates every 5 steps (not once per epoch) by default
+    sweep = ["-m", *RUN, "trainer.max_epochs=15", "optimizer=adam", "hydra.sweep.dir=sweep"]
+    assert run_cli(["trainspeed.train", *sweep], cwd=tmp_path).returncode == 0
+    job = tmp_path / "sweep" / "0"
+    original = _summary(job)
+    assert original["run_mode"] == "sweep" and original["reached_target"]
+    assert original["time_to_target"]["resolution_steps"] == 5
+    assert original["steps"] == original["time_to_target"]["steps"] < 15 * 20  # stopped at the target
+    assert len(read_metrics_csv(job / "metrics.csv")["val/acc"]) == original["steps"] // 5
+
+    result = run_cli(["trainspeed.reproduce", str(job), "--out", "again"], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "reproduced exactly" in result.stdout and "run_mode=sweep" in result.stdout
+    assert _summary(tmp_path / "again")["steps"] == original["steps"]
+
+    resumed = run_cli(["trainspeed.train", f"resume={job}"], cwd=tmp_path)
+    assert resumed.returncode == 0 and "already finished" in resumed.stdout  # the stop rule of a sweep job
+
+
+def test_relaunched_sweep_finishes_a_record_from_a_checkpoint_at_its_stop_condition(tmp_path):
+    # job 0 stops at its target, job 1 at max_epochs; last.ckpt is written only when training ends
+    sweep = [
+        "-m",
+        *RUN,
+        "trainer.max_epochs=3",
+        "target.value=0.9,0.999",
+        "callbacks.resume_checkpoint.every_n_train_steps=1000",
+        "hydra.sweep.dir=sweep",
+    ]
+    assert run_cli(["trainspeed.train", *sweep], cwd=tmp_path).returncode == 0
+    jobs = [tmp_path / "sweep" / n for n in ("0", "1")]
+    originals = [_summary(j) for j in jobs]
+    logged = [read_metrics(j) for j in jobs]
+    assert (
+        originals[0]["reached_target"] and originals[0]["steps"] < 60 and not originals[1]["reached_target"]
+    )
+    for job in jobs:
+        (job / "summary.json").unlink()  # killed after training, before the record was written
+
+    result = run_cli(["trainspeed.train", *sweep], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job, original, values in zip(jobs, originals, logged, strict=True):
+        finished = _summary(job)
+        for key in ("status", "reached_target", "steps", "epochs", "train_seconds", "time_to_target"):
+            assert finished[key] == original[key], (job.name, key)
+        for key in ("val/acc", "val/acc_best", "val/loss", "train/loss", "test/acc", "test/loss"):
+            assert finished["metrics"][key] == original["metrics"][key], (job.name, key)
+        assert read_metrics(job) == values  # metrics.csv: the same values, the test row once
+        assert len(read_metrics_csv(job / "metrics.csv")["test/acc"]) == 1
+
+
+def test_reproducing_a_run_without_metrics_csv_says_what_was_compared(tmp_path):
+    args = [*RUN[:2], "seed=3", "trainer.max_epochs=1", "logger=tensorboard", "hydra.run.dir=tb"]
+    assert run_cli(["trainspeed.train", *args], cwd=tmp_path).returncode == 0
+    result = run_cli(["trainspeed.reproduce", "tb", "--out", "tb2"], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert "reproduced exactly" not in result.stdout
+    assert "not compared: per-step values" in result.stdout and "has no metrics.csv" in result.stdout
+    assert "compared: summary.json" in result.stdout
+
+
+def test_reproduce_of_an_unreadable_record_says_so_in_one_line(tmp_path):
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text("- seed=3\n")
+    (run / "summary.json").write_text('{"status": "completed", "reached')
+    result = run_cli(["trainspeed.reproduce", str(run)], cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout.strip().count("\n") == 0 and "summary.json is truncated" in result.stdout

@@ -88,6 +88,7 @@ class JobRecorder:
             overrides=self.overrides,
             device=str(trainer.strategy.root_device) if trainer else "none",
             run_mode=cfg.get("run_mode"),
+            resolution_steps=parts.time_to_target.resolution_steps if parts else None,
             error=error,
         )
 

@@ -144,16 +144,18 @@ def build_summary(
     overrides: list[str],
     device: str,
     run_mode: str | None = None,
+    resolution_steps: int | None = None,
     compile_seconds: float | None = None,
     error: str | None = None,
 ) -> Summary:
     """The record of a run that ends now, with the environment it ran in; time fields are null when the target
-    was not reached."""
+    was not reached (the validation cadence, `resolution_steps`, is stated either way)."""
+    reached = {"resolution_steps": resolution_steps, **(time_to_target or {})}
     return Summary(
         status=status,
         reached_target=time_to_target is not None,
         time_to_target=TimeToTargetRecord(
-            **{"metric": target["metric"], "target": target["value"], **(time_to_target or {})}
+            **{"metric": target["metric"], "target": target["value"], **reached}
         ),
         metrics=metrics,
         train_seconds=round(train_seconds, 4),

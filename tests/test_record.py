@@ -1,0 +1,163 @@
+"""The run record's one shape: summary.json round-trips byte for byte, unreadable files give one line, files get
+the usual permissions, and run-vs-sweep defaults are resolved in one place."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from trainspeed.record.atomic import write_atomic
+from trainspeed.record.summary import (
+    SCHEMA_VERSION,
+    RecordError,
+    Summary,
+    build_summary,
+    read_summary,
+    write_summary,
+)
+from trainspeed.run_mode import SWEEP_VAL_CHECK_STEPS, resolve_run_mode, stop_reason
+
+
+def _summary(**changes) -> Summary:
+    fields = dict(
+        status="completed",
+        time_to_target={
+            "seconds": 1.23456,
+            "steps": 80,
+            "epochs": 4.0,
+            "samples": 5028,
+            "resolution_steps": 5,
+        },
+        target={"metric": "val/acc", "value": 0.95},
+        metrics={"val/acc": 0.974074, "val/acc_best": 0.974074, "test/acc": 0.97037, "train/loss": 1e-07},
+        train_seconds=5.11123,
+        wall_seconds=6.2,
+        steps=300,
+        epochs=15,
+        seed=0,
+        overrides=["logger=csv", "optimizer.lr=0.1"],
+        device="cpu",
+        run_mode="sweep",
+        compile_seconds=0.5,
+    )
+    return build_summary(**{**fields, **changes})
+
+
+def test_summary_round_trips_byte_for_byte(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    write_summary(first, _summary())
+    read = read_summary(first)
+    write_summary(second, read)
+    assert (first / "summary.json").read_bytes() == (second / "summary.json").read_bytes()
+    on_disk = json.loads((first / "summary.json").read_text())
+    assert on_disk["schema_version"] == SCHEMA_VERSION and list(on_disk)[0] == "schema_version"
+    assert on_disk["time_to_target"]["resolution_steps"] == 5 and on_disk["compile_seconds"] == 0.5
+    assert read.run_mode == "sweep" and read.time_to_target.steps == 80 and read.done
+
+
+def test_unreached_target_still_states_the_resolution(tmp_path):
+    summary = _summary(time_to_target=None, resolution_steps=20)
+    assert not summary.reached_target
+    assert summary.time_to_target.resolution_steps == 20 and summary.time_to_target.seconds is None
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_summary(tmp_path, _summary())
+        write_atomic(tmp_path / "report.md", "text")
+    finally:
+        os.umask(old)
+    for name in ("summary.json", "report.md"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md", "summary.json"]  # no temporary left
+
+
+def test_a_record_without_schema_version_is_read_as_version_1(tmp_path):
+    data = _summary().model_dump(mode="json")
+    for key in ("schema_version", "run_mode", "compile_seconds"):
+        data.pop(key)
+    (tmp_path / "summary.json").write_text(json.dumps(data))
+    summary = read_summary(tmp_path)
+    assert (
+        summary.status == "completed" and summary.run_mode is None and summary.metrics["test/acc"] == 0.97037
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (None, "truncated or not JSON"),  # the first half of a real record
+        ('{"schema_version": 99, "status": "completed"}', "schema_version 99"),
+        ('{"result": "completed", "time": 3.2}', "status: Field required"),  # an older, other shape
+        (
+            '{"status": "finished", "reached_target": true, "time_to_target": {"metric": "val/acc", '
+            '"target": 0.9}, "metrics": {}}',
+            "status: Input should be",
+        ),
+        ("[1, 2]", "not a run summary"),
+    ],
+)
+def test_an_unreadable_record_gives_one_line_naming_the_file(tmp_path, text, says):
+    path = tmp_path / "summary.json"
+    if text is None:
+        full = _summary().to_json()
+        text = full[: len(full) // 2]
+    path.write_text(text)
+    with pytest.raises(RecordError) as raised:
+        read_summary(tmp_path)
+    message = str(raised.value)
+    assert str(path) in message and says in message and "\n" not in message
+
+
+def test_a_summary_cannot_carry_an_unknown_field():
+    with pytest.raises(ValueError, match="extra"):
+        Summary.model_validate({**_summary().model_dump(), "speed": 3})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "stop", "interval", "every_n_epochs"),
+    [
+        ([], False, None, 1),  # a single run: train to the end, validate once per epoch
+        (
+            ["run_mode=sweep"],
+            True,
+            SWEEP_VAL_CHECK_STEPS,
+            None,
+        ),  # a sweep job: stop at the target, every 5 steps
+        (["run_mode=sweep", "target.stop=false"], False, SWEEP_VAL_CHECK_STEPS, None),
+        (["run_mode=sweep", "trainer.val_check_interval=10"], True, 10, 1),  # explicit values stay
+        (["run_mode=run", "target.stop=true"], True, None, 1),
+    ],
+)
+def test_run_mode_resolves_the_mode_dependent_defaults(
+    make_config, overrides, stop, interval, every_n_epochs
+):
+    cfg = make_config(*overrides)
+    mode = resolve_run_mode(cfg)
+    assert mode == ("sweep" if "run_mode=sweep" in overrides else "run") == cfg.run_mode
+    assert (cfg.target.stop, cfg.trainer.val_check_interval) == (stop, interval)
+    assert cfg.trainer.check_val_every_n_epoch == every_n_epochs
+    assert resolve_run_mode(cfg) == mode and cfg.target.stop == stop  # idempotent
+
+
+def test_a_bad_run_mode_is_refused(make_config):
+    with pytest.raises(ValueError, match="run_mode='batch' is not valid"):
+        resolve_run_mode(make_config("run_mode=batch"))
+
+
+def test_stop_reason_follows_the_resolved_settings(make_config):
+    sweep = make_config("run_mode=sweep", "trainer.max_epochs=15")
+    resolve_run_mode(sweep)
+    assert "target" in stop_reason(sweep, steps=70, epochs=4, reached_target=True)
+    assert stop_reason(sweep, steps=70, epochs=4, reached_target=False) is None
+    single = make_config("trainer.max_epochs=15")
+    resolve_run_mode(single)
+    assert stop_reason(single, steps=70, epochs=4, reached_target=True) is None  # a run trains on
+    assert "max_epochs=15" in stop_reason(single, steps=300, epochs=15, reached_target=True)
+    longer = make_config("trainer.max_epochs=30")
+    resolve_run_mode(longer)
+    assert stop_reason(longer, steps=300, epochs=15, reached_target=True) is None
