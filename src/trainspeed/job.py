@@ -117,12 +117,16 @@ class JobRecorder:
             finish_wandb_runs(trainer.loggers, summary)  # the W&B run ends with the job's outcome
 
 
-def _restore_callbacks(trainer: pl.Trainer, checkpoint: str) -> None:
-    """The callbacks' checkpointed state (training clock, time to target, ...) without resuming fit."""
-    states = torch.load(checkpoint, map_location="cpu", weights_only=False).get("callbacks") or {}
+def _restore_progress(trainer: pl.Trainer, checkpoint: str) -> None:
+    """The callbacks' checkpointed state (training clock, time to target, ...) and the fit loop's progress (the
+    step the test metrics are logged at), without resuming fit."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    callbacks = state.get("callbacks") or {}
     for callback in trainer.callbacks:
-        if callback.state_key in states:
-            callback.load_state_dict(states[callback.state_key])
+        if callback.state_key in callbacks:
+            callback.load_state_dict(callbacks[callback.state_key])
+    if "fit_loop" in (state.get("loops") or {}):
+        trainer.fit_loop.load_state_dict(state["loops"]["fit_loop"])
 
 
 def _finish_from_checkpoint(
@@ -131,7 +135,7 @@ def _finish_from_checkpoint(
     """Complete the record of a run whose checkpoint is already where it would stop (a job killed after training,
     before its record was written): no training step; the final metrics are those the run logged last."""
     trainer = recorder.parts.trainer
-    _restore_callbacks(trainer, checkpoint)
+    _restore_progress(trainer, checkpoint)
     recorder.finished_at = state
     recorder.restored_metrics = last_logged(
         recorder.run_dir, ("val/acc", "val/loss", "train/loss"), state.step

@@ -80,7 +80,8 @@ class TimeToTarget(Callback):
             trainer.should_stop = True
 
     def state_dict(self) -> dict[str, Any]:
-        return {"result": self.result, "best": self.best}
+        return {"result": self.result, "best": self.best, "resolution_steps": self.resolution_steps}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.result, self.best = state_dict.get("result"), state_dict.get("best")
+        self.resolution_steps = state_dict.get("resolution_steps", self.resolution_steps)
