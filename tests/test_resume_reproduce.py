@@ -179,10 +179,10 @@ def test_a_sweep_job_replays_and_resumes_as_a_sweep_job(tmp_path):
     assert run_cli(["trainspeed.train", *sweep], cwd=tmp_path).returncode == 0
     job = tmp_path / "sweep" / "0"
     original = _summary(job)
-    assert original["run_mode"] == "sweep" and original["reached_target"]
-    assert original["time_to_target"]["resolution_steps"] == 5
+    assert original["time_to_target"]["resolution_steps"] == 5 and original["reached_target"]
     assert original["steps"] == original["time_to_target"]["steps"] < 15 * 20  # stopped at the target
     assert len(read_metrics_csv(job / "metrics.csv")["val/acc"]) == original["steps"] // 5
+    assert original["run_mode"] == "sweep"
 
     result = run_cli(["trainspeed.reproduce", str(job), "--out", "again"], cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
