@@ -98,6 +98,8 @@ def already_finished(argv: list[str]) -> str | None:
                 CONFIG_NAME, overrides=[a for a in argv if not override_key(a).startswith("hydra.")]
             )
             resolve_run_mode(cfg)
+    except Exception:  # noqa: BLE001 - a bad override: Hydra and validation report it when the run starts
+        return None
     finally:
         GlobalHydra.instance().clear()
     reason = stop_reason(cfg, summary.steps or 0, summary.epochs or 0, summary.reached_target)
