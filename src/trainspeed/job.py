@@ -57,10 +57,9 @@ class JobRecorder:
         self.run_dir, self.overrides = run_dir_and_overrides()
         self.parts: TrainerParts | None = None
         self.test_metrics: dict[str, Any] = {}
-        self.restored_metrics: dict[
-            str, float
-        ] = {}  # a run finished from its checkpoint: what it last logged
-        self.finished_at: CheckpointState | None = None  # that checkpoint's state (the trainer did not train)
+        # a run whose record is finished from a checkpoint at its stop condition: what it last logged, and where
+        self.restored_metrics: dict[str, float] = {}
+        self.finished_at: CheckpointState | None = None
 
     def summary(self, status: str, error: str | None = None) -> Summary:
         cfg, parts = self.cfg, self.parts
@@ -168,7 +167,7 @@ def run_job(cfg: DictConfig, resume_from: str | None = None) -> Summary:
             recorder.run_dir, cfg.get("resume"), cfg.get("ckpt_path")
         )
         state = checkpoint_state(checkpoint)
-        ended = state and stop_reason(cfg, state.step, state.epoch, state.reached_target)
+        ended = stop_reason(cfg, state.step, state.epoch, state.reached_target) if state else None
         # metrics.csv keeps the rows logged before the checkpoint (all of them when training is over)
         resume_step = None if state is None else state.step + 1 if ended else state.step
         recorder.parts = build_trainer(cfg, resume_step=resume_step)
