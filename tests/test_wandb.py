@@ -151,6 +151,9 @@ def test_history_holds_the_metrics_of_metrics_csv(sweep):
     history = [item["item"] for item in runs[1]["records"]["history"]]
     assert len(history) == len(rows) > 0
     assert any("val/acc" in item for item in history)
+    # the learning rate is logged once, as `lr` (no second, optimizer-named copy such as `lr-Adam`)
+    assert any("lr" in item for item in history)
+    assert not [key for item in history for key in item if key.startswith("lr-")]
     for row, item in zip(rows, history, strict=True):
         assert int(row["step"]) == item["trainer/global_step"]
         for key, value in row.items():

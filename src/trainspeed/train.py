@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from trainspeed.config_paths import CONFIG_NAME, config_dir
 from trainspeed.errors import TrainspeedError, is_user_error
+from trainspeed.lightning_refusal import refusal_message
 from trainspeed.quiet import quiet_library_noise
 from trainspeed.resume import LAST_CHECKPOINT, resume_arguments, sweep_job_plan
 from trainspeed.validation import record_refusal, validate
@@ -66,10 +67,7 @@ def main(cfg: DictConfig) -> float | None:
 def _user_message(err: Exception, cfg: DictConfig) -> str:
     if isinstance(err, TrainspeedError):
         return str(err)
-    # Lightning's MisconfigurationException names no config key: say which trainer settings it refused
-    keys = ("accelerator", "devices", "strategy", "precision")
-    settings = ", ".join(f"trainer.{k}={cfg.trainer.get(k)}" for k in keys if k in cfg.trainer)
-    return f"Lightning refused the trainer settings ({settings}): {err}"
+    return refusal_message(err, cfg)  # Lightning's MisconfigurationException, in config keys
 
 
 def _job_failed(err: Exception, cfg: DictConfig) -> None:
