@@ -45,7 +45,7 @@ def lr_report(tmp_path_factory):
     return build_report(sweep, print_table=False)
 
 
-def test_ranking_order_puts_all_reached_first_then_fraction_then_val_acc(ranking):
+def test_ranking_order_puts_all_reached_first_then_fraction_then_fewest_failed(ranking):
     assert [r.config for r in ranking.rows] == [f"optimizer={o}" for o in RANKING_ORDER]
     assert [r.rank for r in ranking.rows] == [1, 2, 3, 4, 5, 6]
 
@@ -59,8 +59,8 @@ def test_report_csv_header_and_rows_exact(ranking):
         ["optimizer=adam", "3", "3", "0", "0", "4", "40", "0.95", "2"],
         ["optimizer=rmsprop", "3", "2", "0", "0", "1.25", "12.5", "0.95", "3"],
         ["optimizer=sgd", "3", "1", "1", "1", "2", "20", "0.95", "4"],
-        ["optimizer=lamb", "3", "0", "0", "1", "", "", "0.85", "5"],  # the unfinished job counts as failed
-        ["optimizer=adagrad", "3", "0", "0", "0", "", "", "0.8", "6"],
+        ["optimizer=adagrad", "3", "0", "0", "0", "", "", "0.8", "5"],
+        ["optimizer=lamb", "3", "0", "0", "1", "", "", "0.85", "6"],  # the unfinished job counts as failed
     ]
 
 
@@ -68,7 +68,7 @@ def test_failed_diverged_and_unfinished_runs_are_counted_and_listed(ranking):
     assert sum(len(r.runs) for r in ranking.rows) == 18  # no job dropped
     sgd = ranking.rows[3]
     assert (sgd.diverged, sgd.failed, sgd.min_seconds, sgd.max_seconds) == (1, 1, 2.0, 2.0)
-    assert ranking.rows[4].unfinished == 1
+    assert ranking.rows[5].unfinished == 1
     md = ranking.md_path.read_text()
     problems = md.split("## Diverged, failed and unfinished runs")[1]
     assert "loss is nan at step 40" in problems
@@ -155,6 +155,27 @@ def test_lr_pick_per_optimizer(lr_report):
     assert (lr_report.sweep_dir / "plots" / "lr_sensitivity.png").read_bytes().startswith(PNG_MAGIC)
     md = lr_report.md_path.read_text()
     assert "| optimizer=adam | 0.01 | optimizer=adam optimizer.lr=0.01 | 2/2 | 2.5 | 0.001, 0.01, 0.1 |" in md
+
+
+def test_an_unfinished_or_failed_configuration_never_ranks_above_a_finished_one(tmp_path):
+    """Nobody reached the target: the jobs that failed or never finished rank last, however far their partial
+    metrics got; the footnote states that rule and what `failed` counts."""
+    make_job(
+        tmp_path, 0, ["optimizer=sgd", "seed=0"], summary=False, val_best=0.93
+    )  # killed, metrics.csv left
+    make_job(tmp_path, 1, ["optimizer=lion", "seed=0"], status="failed", error="boom", val_best=0.92)
+    make_job(tmp_path, 2, ["optimizer=adam", "seed=0"], val_best=0.6)  # completed, below the target
+    report = build_report(tmp_path, print_table=False)
+    assert [(r.config, r.reached, r.failed, r.rank) for r in report.rows] == [
+        ("optimizer=adam", 0, 0, 1),
+        ("optimizer=sgd", 0, 1, 2),
+        ("optimizer=lion", 0, 1, 3),
+    ]
+    footnote = " ".join(report.md_path.read_text().split("## Ranking")[1].split("\n\n")[2].split())
+    assert "then the fraction of runs that failed (fewest first)" in footnote
+    assert (
+        "failed counts the jobs whose summary says failed and the jobs that never wrote a summary" in footnote
+    )
 
 
 def test_partial_sweep_with_missing_summary_and_empty_metrics_still_reports(tmp_path):
