@@ -8,11 +8,15 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+from conftest import CONF, run_cli
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 
+from trainspeed.errors import ConfigError
 from trainspeed.job import run_job
 from trainspeed.lightning_refusal import refusal_message
 from trainspeed.training.trainer_factory import build_trainer
+from trainspeed.validation import validate
 
 QUIET = ["trainer.max_epochs=1", "trainer.enable_progress_bar=false", "run_test=false"]
 
@@ -62,3 +66,51 @@ def test_lightning_refusals_name_the_trainer_setting_at_fault(make_config, overr
     message = refusal_message(_refusal(cfg, fit), cfg)
     at_fault = message.split(": ")[0]
     assert at_fault == f"Lightning refused {named}", message
+
+
+@pytest.mark.parametrize(
+    "overrides", [["debug=fast"], ["callbacks=none"]], ids=["debug_fast", "callbacks_none"]
+)
+def test_no_checkpoint_is_written_where_the_config_says_none(make_config, overrides):
+    """debug=fast ("no logs, no checkpoints") and callbacks=none (no checkpoint callback) write no .ckpt at all:
+    not Lightning's save_last at the end of a fast_dev_run, nor its own default epoch=…-step=….ckpt."""
+    cfg = make_config("logger=csv", *QUIET, *overrides)
+    assert run_job(cfg)["status"] == "completed"
+    assert sorted(Path(cfg.hydra.runtime.output_dir).rglob("*.ckpt")) == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a GPU: 16-mixed runs there")
+@pytest.mark.parametrize("trainer", ["trainer=default", "trainer=cpu"])
+def test_gpu_only_precision_is_refused_on_a_cpu_only_machine_with_any_trainer(make_config, trainer):
+    cfg = make_config(trainer, "trainer.precision=16-mixed")
+    with pytest.raises(ConfigError) as refused:
+        validate(cfg)
+    assert (refused.value.key, refused.value.value) == ("trainer.precision", "16-mixed")
+    assert "accepted: 32-true, bf16-mixed, bf16-true or 64-true on the CPU" in str(refused.value)
+
+
+def test_help_lists_only_config_groups(tmp_path):
+    result = run_cli(["trainspeed.train", "--help"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    groups = result.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
+    listed = {line.split(":")[0].strip() for line in groups.splitlines() if ":" in line}
+    assert listed == {path.name for path in CONF.iterdir() if path.is_dir() and path.name != "hydra"}
+    assert "wandb_sweep" not in result.stdout
+
+
+def test_ddp_sync_dist_advice_is_silenced_only_for_metrics_reduced_already():
+    """Under DDP Lightning advises sync_dist=True for every epoch-level value; trainspeed's are torchmetrics
+    results (reduced across processes by compute()) or rank zero's clock. Advice about any other name stays."""
+    import warnings
+
+    from pytorch_lightning.utilities.rank_zero import rank_zero_warn
+
+    from trainspeed.quiet import quiet_library_noise
+
+    advice = "It is recommended to use `self.log('{}', ..., sync_dist=True)` when logging on epoch level."
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_library_noise()
+        for name in ("val/acc", "val/loss", "val/acc_best", "test/acc", "time/train_seconds", "my/metric"):
+            rank_zero_warn(advice.format(name))
+    assert [str(w.message) for w in caught] == [advice.format("my/metric")]

@@ -101,21 +101,37 @@ def check_trainer(trainer: dict[str, Any]) -> None:
         )
     if min_epochs is not None and max_epochs is not None and max_epochs != -1 and min_epochs > max_epochs:
         raise ConfigError("trainer.min_epochs", min_epochs, f"an integer ≤ trainer.max_epochs={max_epochs}")
-    if trainer.get("accelerator") == "cpu":
+    if _trains_on_cpu(trainer):
+        on = "trainer.accelerator=cpu" if trainer.get("accelerator") == "cpu" else "this machine has no GPU"
         precision = trainer.get("precision")
         if precision in GPU_ONLY_PRECISIONS:
             raise ConfigError(
                 "trainer.precision",
                 precision,
                 "32-true, bf16-mixed, bf16-true or 64-true on the CPU (or a GPU trainer such as trainer=gpu)",
-                problem="GPU-only; on the CPU Lightning would silently train in bf16-mixed instead",
+                problem=f"GPU-only, and {on}; on the CPU Lightning would silently train in bf16-mixed instead",
             )
         if trainer.get("sync_batchnorm"):
             raise ConfigError(
                 "trainer.sync_batchnorm",
                 True,
-                "false with trainer.accelerator=cpu (SyncBatchNorm runs on GPUs)",
+                f"false on the CPU ({on}; SyncBatchNorm runs on GPUs)",
             )
+
+
+def _trains_on_cpu(trainer: dict[str, Any]) -> bool:
+    """Whether the run will train on the CPU: accelerator cpu, or auto on a machine without a GPU.
+
+    Only a setting that the CPU cannot run asks torch about the machine (importing it costs seconds)."""
+    accelerator = trainer.get("accelerator")
+    if accelerator == "cpu":
+        return True
+    needs_gpu = trainer.get("precision") in GPU_ONLY_PRECISIONS or trainer.get("sync_batchnorm")
+    if accelerator != "auto" or not needs_gpu:
+        return False
+    import torch
+
+    return not (torch.cuda.is_available() or torch.backends.mps.is_available())
 
 
 def finetune_strategy(finetune: Any) -> str | None:
