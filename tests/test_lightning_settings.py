@@ -114,3 +114,32 @@ def test_ddp_sync_dist_advice_is_silenced_only_for_metrics_reduced_already():
         for name in ("val/acc", "val/loss", "val/acc_best", "test/acc", "time/train_seconds", "my/metric"):
             rank_zero_warn(advice.format(name))
     assert [str(w.message) for w in caught] == [advice.format("my/metric")]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a GPU: kron compiles there")
+@pytest.mark.parametrize("name", ["kron", "kronw"])
+def test_kron_is_refused_before_training_on_the_cpu(make_config, name):
+    """timm's kron torch.compiles its update; on the CPU the process was killed for memory after about a minute."""
+    cfg = make_config("optimizer=timm", f"optimizer.name={name}")
+    with pytest.raises(ConfigError) as refused:
+        validate(cfg)
+    assert (refused.value.key, refused.value.value) == ("optimizer.name", name)
+    assert "torch.compile" in str(refused.value) and "trainer=gpu" in str(refused.value)
+
+
+def test_vit_on_small_images_names_the_patch_size_and_a_fix_that_builds(make_config):
+    """A ViT's 16-pixel patches do not fit 8x8 digits: the message says so, and its first fix validates and
+    builds a network that takes the images (the old hint, +model.kwargs.img_size=8 alone, failed again)."""
+    from trainspeed.model import build_network
+
+    vit = ["model=timm", "model.name=vit_tiny_patch16_224"]
+    with pytest.raises(ConfigError) as refused:
+        validate(make_config(*vit))
+    message = str(refused.value)
+    assert "cuts images into 16x16 patches, larger than the 8x8 images" in message
+    fix = message.split("accepted: ")[1].split(" (")[0].split()
+    assert fix == ["+model.kwargs.img_size=8", "+model.kwargs.patch_size=2"]
+    cfg = make_config(*vit, *fix)
+    validate(cfg)
+    network = build_network(cfg, (1, 8, 8), 10)
+    assert network(torch.zeros(2, 1, 8, 8)).shape == (2, 10)

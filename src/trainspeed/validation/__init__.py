@@ -74,6 +74,7 @@ def validate(cfg: DictConfig) -> None:
         check_schema(finetune, "finetune", FINETUNE)
     cross_checks.check_model(model, norm, data, scratch=cross_checks.finetune_strategy(finetune) == "scratch")
     cross_checks.check_trainer(values["trainer"])
+    cross_checks.check_optimizer_device(values["optimizer"], values["trainer"])
     cross_checks.check_finetune(finetune, model, values["trainer"])
     for group in ("callbacks", "logger"):
         cross_checks.check_plugin_group(group, _plain(cfg, group, required=False))

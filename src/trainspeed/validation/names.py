@@ -38,6 +38,8 @@ PRECISIONS = (
 # precisions Lightning cannot run on the CPU: it would silently switch 16-mixed to bf16-mixed
 GPU_ONLY_PRECISIONS = ("16-mixed", "16", 16, "transformer-engine", "transformer-engine-float16")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+# timm optimizers that torch.compile their update when built (timm/optim/kron.py)
+COMPILED_OPTIMIZERS = ("kron", "kronc", "kronw")
 
 # (channels, side) of each data set's images before data.image_size resizes them
 NATIVE_IMAGES = {"digits": (1, 8), "mnist": (1, 28), "fashion_mnist": (1, 28), "cifar10": (3, 32)}
