@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -15,9 +16,10 @@ from report_fixtures import RANKING_ORDER, lr_sweep, make_job, ranking_sweep
 
 from trainspeed.report import NoJobsError, build_report
 from trainspeed.report.__main__ import main
-from trainspeed.report.collect import read_metrics_csv
+from trainspeed.report.aggregate import ConfigResult
+from trainspeed.report.collect import Run, read_metrics_csv
 from trainspeed.report.hydra_callback import ReportOnSweepEnd
-from trainspeed.report.plots import median_band
+from trainspeed.report.plots import median_band, tails
 
 CSV_HEADER = [
     "config",
@@ -220,12 +222,34 @@ def test_metrics_csv_reader_pairs_time_with_val_acc(tmp_path):
     assert len(points) == 5 and points[0] == pytest.approx((1.6, 0.36))
 
 
-def test_median_band_over_runs_of_different_lengths():
-    x, med, lo, hi = median_band([[(0, 0.0), (10, 1.0)], [(0, 0.0), (10, 3.0)], [(0, 0.0), (5, 5.0)]])
-    assert x[0] == 0 and x[-1] == 10
-    i = int(abs(x - 5).argmin())
-    assert (med[i], lo[i], hi[i]) == pytest.approx((1.5, 0.5, 5.0), abs=0.05)
-    assert (med[-1], lo[-1], hi[-1]) == pytest.approx((3.0, 1.0, 5.0))  # the short run holds its last value
+def test_median_band_ends_where_the_shortest_run_ended_and_longer_runs_go_on_as_tails():
+    curves = [[(0, 0.0), (10, 1.0)], [(0, 0.0), (10, 3.0)], [(0, 0.0), (5, 5.0)]]
+    x, med, lo, hi = median_band(curves)
+    assert x[0] == 0 and x[-1] == 5  # no run's last value is carried past its end
+    assert (med[-1], lo[-1], hi[-1]) == pytest.approx((1.5, 0.5, 5.0))
+    ends = tails(curves)
+    assert [(list(tx), list(ty)) for tx, ty in ends] == [([5.0, 10.0], [0.5, 1.0]), ([5.0, 10.0], [1.5, 3.0])]
+
+
+def test_lr_sensitivity_marks_for_unreached_lrs_never_coincide():
+    """Two optimizers that both missed the target at the same learning rates: every × has its own place."""
+    from trainspeed.report.aggregate import LRPick
+    from trainspeed.report.plots import missed_marks
+
+    def config(opt: str, lr: str, seconds: float | None) -> ConfigResult:
+        run = Run(job="0", path=Path("."), status="completed", overrides=None, seed="0")
+        run.reached, run.seconds = seconds is not None, seconds
+        return ConfigResult(
+            f"optimizer={opt} optimizer.lr={lr}", (f"optimizer={opt}", f"optimizer.lr={lr}"), [run]
+        )
+
+    picks = []
+    for opt in ("adam", "sgd", "lion"):
+        curve = [(float(lr), config(opt, lr, s)) for lr, s in (("0.001", None), ("0.01", 2.0), ("1.0", None))]
+        picks.append(LRPick(group=f"optimizer={opt}", lr_key="optimizer.lr", best=curve[1][1], curve=curve))
+    marks = [point for group in missed_marks(picks, ceiling=10.0, row=1.0) for point in group]
+    assert len(marks) == 6 and len(set(marks)) == 6
+    assert len({y for _, y in marks}) == 3 and min(y for _, y in marks) > 10.0  # one row per group, above
 
 
 def test_terminal_table_printed(tmp_path, capsys):
