@@ -147,7 +147,15 @@ def test_every_run_option_composes(make_config, group):
             assert cfg.trainer.accelerator == "gpu"
             continue
         cfg = make_config(f"{group}={option}")
-        assert cfg[group] is not None or option == "none"
+        built = build_trainer(cfg).trainer
+        if group == "trainer":
+            assert type(built.accelerator).__name__ == "CPUAccelerator"
+            assert built.max_epochs == cfg.trainer.max_epochs
+            continue
+        entries = [entry for entry in (cfg[group] or {}).values() if entry is not None]
+        assert (option == "none") == (not entries)
+        present = {type(x).__name__ for x in (built.loggers if group == "logger" else built.callbacks)}
+        assert {entry._target_.rsplit(".", 1)[-1] for entry in entries} <= present
 
 
 @pytest.mark.parametrize("option", ["csv", "tensorboard", "none"])
