@@ -70,7 +70,7 @@ def test_groups_have_the_options_the_docs_promise():
 def _one_batch(make_config, *overrides: str) -> pl.Trainer:
     cfg = make_config(*overrides, *FAST, "trainer.fast_dev_run=1", "trainer.accelerator=cpu")
     dm = build_datamodule(cfg.data, cfg.seed)
-    network = build_network(cfg, dm.input_shape, dm.num_classes)
+    network, _ = build_network(cfg, dm.input_shape, dm.num_classes)
     module = Classifier(network, cfg.optimizer, cfg.scheduler, dm.num_classes, 1)
     before = [p.detach().clone() for p in network.parameters()]
     trainer = build_trainer(cfg).trainer

@@ -141,5 +141,5 @@ def test_vit_on_small_images_names_the_patch_size_and_a_fix_that_builds(make_con
     assert fix == ["+model.kwargs.img_size=8", "+model.kwargs.patch_size=2"]
     cfg = make_config(*vit, *fix)
     validate(cfg)
-    network = build_network(cfg, (1, 8, 8), 10)
+    network, _ = build_network(cfg, (1, 8, 8), 10)
     assert network(torch.zeros(2, 1, 8, 8)).shape == (2, 10)

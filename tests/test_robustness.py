@@ -235,7 +235,7 @@ def test_ctrl_c_writes_an_interrupted_record_and_a_resumable_checkpoint(tmp_path
     epochs = state["epoch"] + 2
     cfg = compose_config([*common, f"trainer.max_epochs={epochs}"], tmp_path / "resumed")
     datamodule = build_datamodule(cfg.data, cfg.seed)
-    network = build_network(cfg, datamodule.input_shape, datamodule.num_classes)
+    network, _ = build_network(cfg, datamodule.input_shape, datamodule.num_classes)
     module = Classifier(network, cfg.optimizer, cfg.scheduler, datamodule.num_classes, 10)
     trainer = build_trainer(cfg).trainer
 

@@ -28,7 +28,7 @@ import torch.nn as nn
 from omegaconf import DictConfig
 
 from trainspeed.errors import ConfigError, unknown_name
-from trainspeed.model.pretrained import loaded_weights
+from trainspeed.model.pretrained import LoadedWeights
 from trainspeed.optim.optimizers import optimizer_kwargs
 
 log = logging.getLogger(__name__)
@@ -129,8 +129,11 @@ def _number(cfg: DictConfig, key: str, default: float, accepted: str, ok) -> flo
     return value
 
 
-def plan_finetune(cfg: DictConfig | None, network: nn.Module) -> FinetunePlan | None:
+def plan_finetune(
+    cfg: DictConfig | None, network: nn.Module, record: LoadedWeights | None
+) -> FinetunePlan | None:
     """The plan for `cfg.finetune` on this network, with the backbone frozen where the strategy says so.
+    `record`: the pretrained weights build_network loaded into it (None: built from scratch).
 
     None when every parameter simply trains at optimizer.lr (no weights loaded, or `full` with factor 1), so the
     optimizer is built from the whole network as usual.
@@ -145,7 +148,6 @@ def plan_finetune(cfg: DictConfig | None, network: nn.Module) -> FinetunePlan | 
         _number(cfg, "unfreeze_epoch", 0, "an integer >= 0", lambda v: v >= 0 and v % 1 == 0)
     )
     raw = getattr(network, "_orig_mod", network)  # torch.compile wraps the network
-    record = loaded_weights(raw)
     if record is None:
         if strategy in NEEDS_WEIGHTS:
             raise ConfigError(
