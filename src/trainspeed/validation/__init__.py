@@ -15,7 +15,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from trainspeed.errors import ConfigError
 from trainspeed.validation import cross_checks
-from trainspeed.validation.names import check_optimizer_name
+from trainspeed.validation.optimizer_name import check_optimizer_name
 from trainspeed.validation.refusal import record_refusal
 from trainspeed.validation.rules import check_schema
 from trainspeed.validation.schemas import FINETUNE, GROUPS, TOP_LEVEL

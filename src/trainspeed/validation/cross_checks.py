@@ -7,17 +7,16 @@ from pathlib import Path
 from typing import Any
 
 from trainspeed.errors import ConfigError, DataError
-from trainspeed.validation.names import (
+from trainspeed.options import (
     COMPILED_OPTIMIZERS,
     GPU_ONLY_PRECISIONS,
     NATIVE_CLASSES,
     NATIVE_IMAGES,
+    NEEDS_WEIGHTS,
 )
 from trainspeed.validation.rules import divisors
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
-# fine-tuning strategies that keep (part of) the backbone as loaded, so they need loaded weights
-NEEDS_WEIGHTS = ("linear_probe", "gradual")
 
 
 def check_target(target: dict[str, Any]) -> None:
