@@ -29,20 +29,31 @@ from trainspeed.model import build_network
 from trainspeed.quiet import quiet_library_noise
 from trainspeed.training.classifier import Classifier
 
-CFG = OmegaConf.create({
-    "data": {"name": "digits", "batch_size": 64, "eval_batch_size": 1024, "image_size": None,
-             "val_fraction": 0.15, "test_fraction": 0.15, "classes": None},
-    "model": {"family": "mlp", "depth": 2, "width": 256, "dropout": 0.0},
-    "activation": {"name": "relu"}, "normalization": {"name": "none"}, "initializer": {"name": "default"},
-    "optimizer": {"name": "adam", "lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.0},
-    "scheduler": {"name": "none"},
-})
+CFG = OmegaConf.create(
+    {
+        "data": {
+            "name": "digits",
+            "batch_size": 64,
+            "eval_batch_size": 1024,
+            "image_size": None,
+            "val_fraction": 0.15,
+            "test_fraction": 0.15,
+            "classes": None,
+        },
+        "model": {"family": "mlp", "depth": 2, "width": 256, "dropout": 0.0},
+        "activation": {"name": "relu"},
+        "normalization": {"name": "none"},
+        "initializer": {"name": "default"},
+        "optimizer": {"name": "adam", "lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.0},
+        "scheduler": {"name": "none"},
+    }
+)
 
 
 def _network_and_data():
     torch.manual_seed(0)
     dm = build_datamodule(CFG.data, seed=0)
-    return build_network(CFG, dm.input_shape, dm.num_classes), dm
+    return build_network(CFG, dm.input_shape, dm.num_classes)[0], dm
 
 
 def plain_loop(steps: int, use_dataloader: bool) -> float:
@@ -60,7 +71,7 @@ def plain_loop(steps: int, use_dataloader: bool) -> float:
             batches = iter(loader)
         else:
             order = torch.randperm(len(y))
-            batches = ((x[order[i:i + 64]], y[order[i:i + 64]]) for i in range(0, len(y), 64))
+            batches = ((x[order[i : i + 64]], y[order[i : i + 64]]) for i in range(0, len(y), 64))
         for xb, yb in batches:
             loss = F.cross_entropy(network(xb), yb)
             optimizer.zero_grad(set_to_none=True)
@@ -78,8 +89,15 @@ def trainspeed_loop(steps: int) -> float:
     module = Classifier(network, CFG.optimizer, CFG.scheduler, dm.num_classes, log_every_n_steps=10)
     clock = TrainClock()
     trainer = pl.Trainer(
-        accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, log_every_n_steps=10,
+        accelerator="cpu",
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        log_every_n_steps=10,
         callbacks=[clock, TimeToTarget(clock, "val/acc", 0.95), DivergenceGuard()],
     )
     trainer.fit(module, datamodule=dm)
@@ -94,7 +112,9 @@ def main() -> None:
     quiet_library_noise()
     warnings.filterwarnings("ignore")
     os.environ.setdefault("PL_DISABLE_FORK", "1")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} steps, best of {args.repeats}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} steps, best of {args.repeats}"
+    )
     runs = {
         "plain PyTorch, index batches (baseline)": lambda: plain_loop(args.steps, use_dataloader=False),
         "plain PyTorch, DataLoader(TensorDataset)": lambda: plain_loop(args.steps, use_dataloader=True),

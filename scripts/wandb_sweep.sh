@@ -2,8 +2,8 @@
 # Create a W&B Sweep from a spec and run an agent for it on this machine. Needs a W&B account (`wandb login` or
 # WANDB_API_KEY); runs are uploaded as they go.
 #
-#   scripts/wandb_sweep.sh conf/wandb_sweep/optimizers.yaml              # agent runs until the sweep is done
-#   scripts/wandb_sweep.sh conf/wandb_sweep/lr_search.yaml --count 10    # arguments after SPEC go to `wandb agent`
+#   scripts/wandb_sweep.sh scripts/wandb_sweeps/optimizers.yaml              # agent runs until the sweep is done
+#   scripts/wandb_sweep.sh scripts/wandb_sweeps/lr_search.yaml --count 10    # arguments after SPEC go to `wandb agent`
 #
 # WANDB_PROJECT (default trainspeed) and WANDB_ENTITY choose where the sweep lives. More agents (other shells,
 # GPUs, machines) join with the `wandb agent ENTITY/PROJECT/SWEEP_ID` line this prints.
@@ -11,7 +11,7 @@ set -euo pipefail
 
 spec=${1:?usage: scripts/wandb_sweep.sh SPEC.yaml [wandb agent arguments...]}
 shift
-[[ -f $spec ]] || { echo "wandb_sweep.sh: spec file not found: $spec (see conf/wandb_sweep/)" >&2; exit 2; }
+[[ -f $spec ]] || { echo "wandb_sweep.sh: spec file not found: $spec (see scripts/wandb_sweeps/)" >&2; exit 2; }
 
 # the spec's command runs `python -m trainspeed.train`: use the project's virtual environment unless one is active
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

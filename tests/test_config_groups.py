@@ -70,7 +70,7 @@ def test_groups_have_the_options_the_docs_promise():
 def _one_batch(make_config, *overrides: str) -> pl.Trainer:
     cfg = make_config(*overrides, *FAST, "trainer.fast_dev_run=1", "trainer.accelerator=cpu")
     dm = build_datamodule(cfg.data, cfg.seed)
-    network = build_network(cfg, dm.input_shape, dm.num_classes)
+    network, _ = build_network(cfg, dm.input_shape, dm.num_classes)
     module = Classifier(network, cfg.optimizer, cfg.scheduler, dm.num_classes, 1)
     before = [p.detach().clone() for p in network.parameters()]
     trainer = build_trainer(cfg).trainer
@@ -147,7 +147,15 @@ def test_every_run_option_composes(make_config, group):
             assert cfg.trainer.accelerator == "gpu"
             continue
         cfg = make_config(f"{group}={option}")
-        assert cfg[group] is not None or option == "none"
+        built = build_trainer(cfg).trainer
+        if group == "trainer":
+            assert type(built.accelerator).__name__ == "CPUAccelerator"
+            assert built.max_epochs == cfg.trainer.max_epochs
+            continue
+        entries = [entry for entry in (cfg[group] or {}).values() if entry is not None]
+        assert (option == "none") == (not entries)
+        present = {type(x).__name__ for x in (built.loggers if group == "logger" else built.callbacks)}
+        assert {entry._target_.rsplit(".", 1)[-1] for entry in entries} <= present
 
 
 @pytest.mark.parametrize("option", ["csv", "tensorboard", "none"])

@@ -25,7 +25,7 @@ def _classes(network: nn.Module) -> set[type]:
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
 def test_network_holds_the_chosen_activation(make_config, model, activation):
     cfg = make_config(f"model={model}", f"activation={activation}")
-    network = build_network(cfg, IMAGE, 10)
+    network, _ = build_network(cfg, IMAGE, 10)
     expected = get_act_layer(activation)
     assert expected in _classes(network)
     assert nn.ReLU not in _classes(network) or activation == "relu"
@@ -42,20 +42,20 @@ def test_network_holds_the_chosen_activation(make_config, model, activation):
     ],
 )
 def test_network_holds_the_chosen_normalization(make_config, model, normalization, layer):
-    network = build_network(make_config(f"model={model}", f"normalization={normalization}"), IMAGE, 10)
+    network, _ = build_network(make_config(f"model={model}", f"normalization={normalization}"), IMAGE, 10)
     assert any(isinstance(m, layer) for m in network.modules())
 
 
 def test_cnn_layernorm_normalizes_channels(make_config):
     from timm.layers import LayerNorm2d
 
-    network = build_network(make_config("model=cnn", "normalization=layernorm"), IMAGE, 10)
+    network, _ = build_network(make_config("model=cnn", "normalization=layernorm"), IMAGE, 10)
     assert any(isinstance(m, LayerNorm2d) for m in network.modules())
 
 
 def test_normalization_none_leaves_no_norm_layer(make_config):
     for model in ("mlp", "cnn"):
-        network = build_network(make_config(f"model={model}", "normalization=none"), IMAGE, 10)
+        network, _ = build_network(make_config(f"model={model}", "normalization=none"), IMAGE, 10)
         assert not any(
             isinstance(m, nn.modules.batchnorm._NormBase | nn.GroupNorm | nn.LayerNorm)
             for m in network.modules()
@@ -70,7 +70,7 @@ def test_timm_backbone_takes_activation_and_normalization(make_config):
         "normalization=groupnorm",
         "data.image_size=32",
     )
-    network = build_network(cfg, (1, 32, 32), 10)
+    network, _ = build_network(cfg, (1, 32, 32), 10)
     classes = _classes(network)
     assert get_act_layer("gelu") in classes and nn.ReLU not in classes
     assert any(isinstance(m, nn.GroupNorm) for m in network.modules())
@@ -87,7 +87,7 @@ def test_timm_transformer_takes_layernorm_on_tokens(make_config):
         "+model.kwargs.patch_size=8",
         "+model.kwargs.depth=1",
     )
-    network = build_network(cfg, (1, 16, 16), 10)
+    network, _ = build_network(cfg, (1, 16, 16), 10)
     assert network(torch.zeros(2, 1, 16, 16)).shape == (2, 10)
 
 
@@ -115,7 +115,7 @@ def test_initializer_std_matches_formula(make_config, initializer, activation, e
         f"initializer={initializer}",
         f"activation={activation}",
     )
-    network = build_network(cfg, IMAGE, 10)
+    network, _ = build_network(cfg, IMAGE, 10)
     layer = network.body[3] if isinstance(network.body[3], nn.Linear) else network.body[4]
     assert isinstance(layer, nn.Linear) and layer.weight.shape == (512, 512)
     fan_out, fan_in = layer.weight.shape
@@ -127,7 +127,7 @@ def test_initializer_std_matches_formula(make_config, initializer, activation, e
 
 
 def test_initializer_resets_norm_layers_and_conv_biases(make_config):
-    network = build_network(
+    network, _ = build_network(
         make_config("model=cnn", "normalization=batchnorm", "initializer=xavier_uniform"), IMAGE, 10
     )
     for module in network.modules():
@@ -141,14 +141,14 @@ def test_initializer_resets_norm_layers_and_conv_biases(make_config):
 
 def test_default_initializer_leaves_framework_init(make_config):
     torch.manual_seed(0)
-    a = build_network(make_config("initializer=default"), IMAGE, 10)
+    a, _ = build_network(make_config("initializer=default"), IMAGE, 10)
     torch.manual_seed(0)
     b = nn.Linear(64, 256)
     assert torch.equal(a.body[1].weight, b.weight)
 
 
 def test_plain_sgd_has_no_momentum_and_nesterov_has_nesterov(make_config):
-    network = build_network(make_config(), IMAGE, 10)
+    network, _ = build_network(make_config(), IMAGE, 10)
     sgd = build_optimizer(make_config("optimizer=sgd").optimizer, network)
     assert isinstance(sgd, torch.optim.SGD)
     assert all(g["momentum"] == 0 and not g["nesterov"] for g in sgd.param_groups)
@@ -161,7 +161,7 @@ def test_plain_sgd_has_no_momentum_and_nesterov_has_nesterov(make_config):
 
 
 def test_weight_decay_skips_biases_and_norm_weights_unless_asked(make_config):
-    network = build_network(make_config("normalization=batchnorm"), IMAGE, 10)
+    network, _ = build_network(make_config("normalization=batchnorm"), IMAGE, 10)
     one_d = {id(p) for p in network.parameters() if p.ndim <= 1}
     optimizer = build_optimizer(
         make_config("optimizer=adamw", "optimizer.weight_decay=0.1").optimizer, network
@@ -182,6 +182,6 @@ def test_weight_decay_skips_biases_and_norm_weights_unless_asked(make_config):
 
 
 def test_timm_optimizer_option_takes_any_timm_name(make_config):
-    network = build_network(make_config(), IMAGE, 10)
+    network, _ = build_network(make_config(), IMAGE, 10)
     optimizer = build_optimizer(make_config("optimizer=timm", "optimizer.name=adabelief").optimizer, network)
     assert type(optimizer).__name__ == "AdaBelief"

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -15,9 +16,10 @@ from report_fixtures import RANKING_ORDER, lr_sweep, make_job, ranking_sweep
 
 from trainspeed.report import NoJobsError, build_report
 from trainspeed.report.__main__ import main
-from trainspeed.report.collect import read_metrics_csv
+from trainspeed.report.aggregate import ConfigResult
+from trainspeed.report.collect import Run, read_metrics_csv
 from trainspeed.report.hydra_callback import ReportOnSweepEnd
-from trainspeed.report.plots import median_band
+from trainspeed.report.plots import median_band, tails
 
 CSV_HEADER = [
     "config",
@@ -45,7 +47,7 @@ def lr_report(tmp_path_factory):
     return build_report(sweep, print_table=False)
 
 
-def test_ranking_order_puts_all_reached_first_then_fraction_then_val_acc(ranking):
+def test_ranking_order_puts_all_reached_first_then_fraction_then_fewest_failed(ranking):
     assert [r.config for r in ranking.rows] == [f"optimizer={o}" for o in RANKING_ORDER]
     assert [r.rank for r in ranking.rows] == [1, 2, 3, 4, 5, 6]
 
@@ -59,8 +61,8 @@ def test_report_csv_header_and_rows_exact(ranking):
         ["optimizer=adam", "3", "3", "0", "0", "4", "40", "0.95", "2"],
         ["optimizer=rmsprop", "3", "2", "0", "0", "1.25", "12.5", "0.95", "3"],
         ["optimizer=sgd", "3", "1", "1", "1", "2", "20", "0.95", "4"],
-        ["optimizer=lamb", "3", "0", "0", "1", "", "", "0.85", "5"],  # the unfinished job counts as failed
-        ["optimizer=adagrad", "3", "0", "0", "0", "", "", "0.8", "6"],
+        ["optimizer=adagrad", "3", "0", "0", "0", "", "", "0.8", "5"],
+        ["optimizer=lamb", "3", "0", "0", "1", "", "", "0.85", "6"],  # the unfinished job counts as failed
     ]
 
 
@@ -68,7 +70,7 @@ def test_failed_diverged_and_unfinished_runs_are_counted_and_listed(ranking):
     assert sum(len(r.runs) for r in ranking.rows) == 18  # no job dropped
     sgd = ranking.rows[3]
     assert (sgd.diverged, sgd.failed, sgd.min_seconds, sgd.max_seconds) == (1, 1, 2.0, 2.0)
-    assert ranking.rows[4].unfinished == 1
+    assert ranking.rows[5].unfinished == 1
     md = ranking.md_path.read_text()
     problems = md.split("## Diverged, failed and unfinished runs")[1]
     assert "loss is nan at step 40" in problems
@@ -157,6 +159,27 @@ def test_lr_pick_per_optimizer(lr_report):
     assert "| optimizer=adam | 0.01 | optimizer=adam optimizer.lr=0.01 | 2/2 | 2.5 | 0.001, 0.01, 0.1 |" in md
 
 
+def test_an_unfinished_or_failed_configuration_never_ranks_above_a_finished_one(tmp_path):
+    """Nobody reached the target: the jobs that failed or never finished rank last, however far their partial
+    metrics got; the footnote states that rule and what `failed` counts."""
+    make_job(
+        tmp_path, 0, ["optimizer=sgd", "seed=0"], summary=False, val_best=0.93
+    )  # killed, metrics.csv left
+    make_job(tmp_path, 1, ["optimizer=lion", "seed=0"], status="failed", error="boom", val_best=0.92)
+    make_job(tmp_path, 2, ["optimizer=adam", "seed=0"], val_best=0.6)  # completed, below the target
+    report = build_report(tmp_path, print_table=False)
+    assert [(r.config, r.reached, r.failed, r.rank) for r in report.rows] == [
+        ("optimizer=adam", 0, 0, 1),
+        ("optimizer=sgd", 0, 1, 2),
+        ("optimizer=lion", 0, 1, 3),
+    ]
+    footnote = " ".join(report.md_path.read_text().split("## Ranking")[1].split("\n\n")[2].split())
+    assert "then the fraction of runs that failed (fewest first)" in footnote
+    assert (
+        "failed counts the jobs whose summary says failed and the jobs that never wrote a summary" in footnote
+    )
+
+
 def test_partial_sweep_with_missing_summary_and_empty_metrics_still_reports(tmp_path):
     make_job(tmp_path, 0, ["optimizer=adam", "seed=0"], seconds=2.0)
     make_job(tmp_path, 1, ["optimizer=sgd", "seed=0"], summary=False, metrics="empty")
@@ -199,12 +222,34 @@ def test_metrics_csv_reader_pairs_time_with_val_acc(tmp_path):
     assert len(points) == 5 and points[0] == pytest.approx((1.6, 0.36))
 
 
-def test_median_band_over_runs_of_different_lengths():
-    x, med, lo, hi = median_band([[(0, 0.0), (10, 1.0)], [(0, 0.0), (10, 3.0)], [(0, 0.0), (5, 5.0)]])
-    assert x[0] == 0 and x[-1] == 10
-    i = int(abs(x - 5).argmin())
-    assert (med[i], lo[i], hi[i]) == pytest.approx((1.5, 0.5, 5.0), abs=0.05)
-    assert (med[-1], lo[-1], hi[-1]) == pytest.approx((3.0, 1.0, 5.0))  # the short run holds its last value
+def test_median_band_ends_where_the_shortest_run_ended_and_longer_runs_go_on_as_tails():
+    curves = [[(0, 0.0), (10, 1.0)], [(0, 0.0), (10, 3.0)], [(0, 0.0), (5, 5.0)]]
+    x, med, lo, hi = median_band(curves)
+    assert x[0] == 0 and x[-1] == 5  # no run's last value is carried past its end
+    assert (med[-1], lo[-1], hi[-1]) == pytest.approx((1.5, 0.5, 5.0))
+    ends = tails(curves)
+    assert [(list(tx), list(ty)) for tx, ty in ends] == [([5.0, 10.0], [0.5, 1.0]), ([5.0, 10.0], [1.5, 3.0])]
+
+
+def test_lr_sensitivity_marks_for_unreached_lrs_never_coincide():
+    """Two optimizers that both missed the target at the same learning rates: every × has its own place."""
+    from trainspeed.report.aggregate import LRPick
+    from trainspeed.report.plots import missed_marks
+
+    def config(opt: str, lr: str, seconds: float | None) -> ConfigResult:
+        run = Run(job="0", path=Path("."), status="completed", overrides=None, seed="0")
+        run.reached, run.seconds = seconds is not None, seconds
+        return ConfigResult(
+            f"optimizer={opt} optimizer.lr={lr}", (f"optimizer={opt}", f"optimizer.lr={lr}"), [run]
+        )
+
+    picks = []
+    for opt in ("adam", "sgd", "lion"):
+        curve = [(float(lr), config(opt, lr, s)) for lr, s in (("0.001", None), ("0.01", 2.0), ("1.0", None))]
+        picks.append(LRPick(group=f"optimizer={opt}", lr_key="optimizer.lr", best=curve[1][1], curve=curve))
+    marks = [point for group in missed_marks(picks, ceiling=10.0, row=1.0) for point in group]
+    assert len(marks) == 6 and len(set(marks)) == 6
+    assert len({y for _, y in marks}) == 3 and min(y for _, y in marks) > 10.0  # one row per group, above
 
 
 def test_terminal_table_printed(tmp_path, capsys):

@@ -23,7 +23,6 @@ from safetensors.torch import load_file, save_file
 from trainspeed.data import build_datamodule
 from trainspeed.errors import ConfigError, DataError
 from trainspeed.model import build_network
-from trainspeed.model.pretrained import loaded_weights
 from trainspeed.training.classifier import Classifier
 from trainspeed.training.finetune import plan_finetune
 from trainspeed.training.trainer_factory import build_trainer
@@ -85,7 +84,7 @@ def test_exported_weights_load_with_identical_backbone_and_a_new_head(pretrained
 
     cfg = config(tmp_path, f"model.weights={weights}", f"data.classes={classes}")
     num_classes = classes.count(",") + 1
-    state = build_network(cfg, SHAPE, num_classes).state_dict()
+    state = build_network(cfg, SHAPE, num_classes)[0].state_dict()
     assert set(state) == set(file) and len(backbone_keys(state)) == 90
     for key in backbone_keys(state):
         assert torch.equal(state[key], file[key]), key
@@ -97,9 +96,9 @@ def fit(cfg, *callbacks: pl.Callback):
     """The job's own parts (datamodule, network, fine-tuning plan, module, Trainer) with extra probes."""
     datamodule = build_datamodule(cfg.data, cfg.seed)
     pl.seed_everything(cfg.seed, verbose=False)
-    network = build_network(cfg, datamodule.input_shape, datamodule.num_classes)
+    network, weights = build_network(cfg, datamodule.input_shape, datamodule.num_classes)
     before = {k: v.clone() for k, v in network.state_dict().items()}
-    plan = plan_finetune(cfg.finetune, network)
+    plan = plan_finetune(cfg.finetune, network, weights)
     module = Classifier(network, cfg.optimizer, cfg.scheduler, datamodule.num_classes, 10, plan)
     trainer = build_trainer(cfg).trainer
     trainer.callbacks.extend(callbacks)
@@ -153,7 +152,7 @@ def test_gradual_keeps_the_backbone_until_its_epoch_then_trains_it(pretrained, t
 
 def test_initializer_sets_the_new_head_and_never_the_pretrained_backbone(pretrained, tmp_path):
     file = load_file(pretrained[0])
-    network = build_network(
+    network, _ = build_network(
         config(tmp_path, f"model.weights={pretrained[0]}", "initializer=orthogonal"), SHAPE, 5
     )
     state = network.state_dict()
@@ -214,7 +213,7 @@ def test_settings_that_cannot_load_weights_are_refused_at_build_time(
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
     cfg = config(tmp_path, *overrides)
     with pytest.raises(error, match=message):
-        plan_finetune(cfg.finetune, build_network(cfg, SHAPE, 5))
+        plan_finetune(cfg.finetune, *build_network(cfg, SHAPE, 5))
 
 
 @pytest.mark.parametrize(
@@ -227,7 +226,7 @@ def test_changed_layers_on_a_pretrained_backbone_warn_once_and_list_what_no_long
     file = load_file(pretrained[0])
     cfg = config(tmp_path, f"model.weights={pretrained[0]}", *overrides)
     with caplog.at_level(logging.INFO):
-        state = build_network(cfg, SHAPE, 5).state_dict()
+        state = build_network(cfg, SHAPE, 5)[0].state_dict()
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "on a pretrained backbone" in warnings[0]
     assert f"{unused} pretrained tensors no longer match" in warnings[0]
@@ -247,7 +246,9 @@ def rgb_weights(path: Path) -> torch.nn.Module:
 def test_grey_images_feed_a_three_channel_backbone(tmp_path):
     """timm sums the RGB kernels of the first convolution: the same as feeding the grey channel three times."""
     rgb = rgb_weights(tmp_path / "rgb.safetensors")
-    grey = build_network(config(tmp_path, f"model.weights={tmp_path / 'rgb.safetensors'}"), SHAPE, 5).eval()
+    grey = build_network(config(tmp_path, f"model.weights={tmp_path / 'rgb.safetensors'}"), SHAPE, 5)[
+        0
+    ].eval()
     assert grey.conv1[0].weight.shape[1] == 1
     x = torch.randn(4, *SHAPE)
     with torch.no_grad():
@@ -263,8 +264,9 @@ def test_pretrained_true_reads_timm_weights_from_the_local_hub_cache(tmp_path, m
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("abc123")
     rgb = rgb_weights(repo / "snapshots" / "abc123" / "model.safetensors")
-    network = build_network(config(tmp_path, "model.pretrained=true"), SHAPE, 5)
-    assert loaded_weights(network).source.endswith("model.safetensors")
+    network, weights = build_network(config(tmp_path, "model.pretrained=true"), SHAPE, 5)
+    assert weights.source.endswith("model.safetensors")
+    assert not hasattr(network, "pretrained_weights")  # the record is returned, not attached to the module
     assert torch.equal(network.layer3[0].conv2.weight, rgb.layer3[0].conv2.weight)
     assert torch.equal(network.conv1[0].weight, rgb.conv1[0].weight.sum(dim=1, keepdim=True))
 

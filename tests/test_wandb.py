@@ -151,6 +151,9 @@ def test_history_holds_the_metrics_of_metrics_csv(sweep):
     history = [item["item"] for item in runs[1]["records"]["history"]]
     assert len(history) == len(rows) > 0
     assert any("val/acc" in item for item in history)
+    # the learning rate is logged once, as `lr` (no second, optimizer-named copy such as `lr-Adam`)
+    assert any("lr" in item for item in history)
+    assert not [key for item in history for key in item if key.startswith("lr-")]
     for row, item in zip(rows, history, strict=True):
         assert int(row["step"]) == item["trainer/global_step"]
         for key, value in row.items():
@@ -200,6 +203,7 @@ def test_ddp_logs_one_run_from_rank_zero(tmp_path):
     state = run_state(offline_run_dir(tmp_path / "run"))  # exactly one run in the folder
     assert state["state"] == "finished" and state["summary"]["status"] == "completed"
     assert state["summary"]["val/acc"] > 0
+    assert "sync_dist" not in result.stdout + result.stderr  # the metrics are reduced by torchmetrics already
 
 
 @pytest.mark.parametrize(
@@ -283,7 +287,7 @@ def sweep_combinations(parameters: dict) -> list[dict]:
 
 
 @pytest.mark.parametrize(
-    "spec_file", sorted((REPO / "conf" / "wandb_sweep").glob("*.yaml")), ids=lambda p: p.stem
+    "spec_file", sorted((REPO / "scripts" / "wandb_sweeps").glob("*.yaml")), ids=lambda p: p.stem
 )
 def test_every_sweep_combination_composes_as_hydra_overrides(spec_file, tmp_path):
     """What the W&B agent would run for each combination composes, passes validation, and sets the parameters."""
@@ -324,7 +328,7 @@ def test_wandb_sweep_script_creates_the_sweep_and_starts_an_agent(tmp_path):
         "VIRTUAL_ENV": str(tmp_path),
     }
     script = str(REPO / "scripts" / "wandb_sweep.sh")
-    spec = "conf/wandb_sweep/optimizers.yaml"
+    spec = "scripts/wandb_sweeps/optimizers.yaml"
     done = subprocess.run(
         [script, spec, "--count", "2"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
     )

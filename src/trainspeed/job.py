@@ -158,8 +158,9 @@ def run_job(cfg: DictConfig, resume_from: str | None = None) -> Summary:
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule = build_datamodule(cfg.data, cfg.seed)
-        network = _prepare_network(cfg, build_network(cfg, datamodule.input_shape, datamodule.num_classes))
-        plan = plan_finetune(cfg.get("finetune"), network)  # freezes the backbone where the strategy says so
+        network, weights = build_network(cfg, datamodule.input_shape, datamodule.num_classes)
+        network = _prepare_network(cfg, network)
+        plan = plan_finetune(cfg.get("finetune"), network, weights)  # freezes the backbone where it says so
         module = Classifier(
             network, cfg.optimizer, cfg.scheduler, datamodule.num_classes, cfg.trainer.log_every_n_steps, plan
         )

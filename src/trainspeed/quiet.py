@@ -13,6 +13,10 @@ _EXPECTED_WARNINGS = (
     r".*does not have many workers.*",
     r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
     r".*The number of training batches \(\d+\) is smaller than the logging interval.*",
+    # DDP: validation and test metrics are torchmetrics values, already reduced over the processes by compute();
+    # the training clock is rank zero's by design (rank zero logs). sync_dist=True would only add all-reduces.
+    r"It is recommended to use `self.log\('(val/loss|val/acc|val/acc_best|test/loss|test/acc|time/train_seconds"
+    r"|time/samples)', \.\.\., sync_dist=True\)`.*",
 )
 
 

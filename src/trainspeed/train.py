@@ -14,10 +14,12 @@ from omegaconf import DictConfig
 
 from trainspeed.config_paths import CONFIG_NAME, config_dir, in_sweep
 from trainspeed.errors import TrainspeedError, is_user_error
+from trainspeed.lightning_refusal import refusal_message
 from trainspeed.quiet import quiet_library_noise
 from trainspeed.record.run_folder import LAST_CHECKPOINT
 from trainspeed.resume import already_finished, resume_arguments, sweep_job_plan
 from trainspeed.run_mode import resolve_run_mode
+from trainspeed.sweep_console import job_output_to_log, print_job_line, visible_stderr
 from trainspeed.validation import record_refusal, validate
 
 log = logging.getLogger("trainspeed")
@@ -30,22 +32,37 @@ def main(cfg: DictConfig) -> float | None:
     In a sweep a failing job is recorded (summary.json, status "failed") and the sweep goes on; the sweep's exit
     code says that something failed (see trainspeed.sweep_callbacks). A single run re-raises, so it exits non-zero.
     The config is validated first (trainspeed.validation); a refused run's folder gets a failed summary.json.
+    A sweep job's library output goes to its log file and it prints one line when it ends (sweep_console).
     """
+    if not in_sweep():
+        return _run(cfg)[0]
+    with job_output_to_log(Path(HydraConfig.get().runtime.output_dir)):
+        seconds, skipped = _run(cfg)
+    if not skipped:
+        print_job_line()
+    return seconds
+
+
+def _run(cfg: DictConfig) -> tuple[float | None, bool]:
+    """Validate, then train; (time-to-target seconds, whether a re-launched sweep skipped the job as done)."""
     started = time.perf_counter()
     try:
         validate(cfg)  # before torch is imported: a refused run costs a second, not a model build
         resolve_run_mode(cfg)  # target.stop and the validation cadence, as a run or as a sweep job
     except TrainspeedError as err:
         record_refusal(cfg, err, time.perf_counter() - started)  # Hydra made the folder: mark it failed
-        return _job_failed(err, cfg)
+        return _job_failed(err, cfg), False
     quiet_library_noise()
     resume_from = None
     if in_sweep():  # a sweep re-launched into its own folder: skip what is done, resume what was killed
         hydra_cfg = HydraConfig.get()
         plan, done = sweep_job_plan(Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
         if plan == "skip":
-            print(f"trainspeed: skipping job {hydra_cfg.job.num}: already {done.status}", file=sys.stderr)
-            return done.time_to_target.seconds
+            print(
+                f"trainspeed: skipping job {hydra_cfg.job.num}: already {done.status}",
+                file=visible_stderr(),
+            )
+            return done.time_to_target.seconds, True
         if plan == "resume":
             resume_from = str(Path(hydra_cfg.runtime.output_dir) / LAST_CHECKPOINT)
     from trainspeed.job import run_job  # torch and Lightning load only for a config that passed validation
@@ -54,20 +71,19 @@ def main(cfg: DictConfig) -> float | None:
         summary = run_job(cfg, resume_from=resume_from)
     except KeyboardInterrupt:  # Ctrl-C: run_job wrote the record and checkpoints/last.ckpt; a sweep stops too
         where = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else "the run folder"
-        print(f"trainspeed: interrupted; record and last checkpoint written in {where}", file=sys.stderr)
+        print(
+            f"trainspeed: interrupted; record and last checkpoint written in {where}", file=visible_stderr()
+        )
         raise SystemExit(130) from None
     except Exception as err:
-        return _job_failed(err, cfg)
-    return summary.time_to_target.seconds
+        return _job_failed(err, cfg), False
+    return summary.time_to_target.seconds, False
 
 
 def _user_message(err: Exception, cfg: DictConfig) -> str:
     if isinstance(err, TrainspeedError):
         return str(err)
-    # Lightning's MisconfigurationException names no config key: say which trainer settings it refused
-    keys = ("accelerator", "devices", "strategy", "precision")
-    settings = ", ".join(f"trainer.{k}={cfg.trainer.get(k)}" for k in keys if k in cfg.trainer)
-    return f"Lightning refused the trainer settings ({settings}): {err}"
+    return refusal_message(err, cfg)  # Lightning's MisconfigurationException, in config keys
 
 
 def _job_failed(err: Exception, cfg: DictConfig) -> None:
@@ -80,7 +96,7 @@ def _job_failed(err: Exception, cfg: DictConfig) -> None:
         raise SystemExit(2) from None
     if user_error:
         job = HydraConfig.get().job.num
-        print(f"trainspeed: job {job} failed: {_user_message(err, cfg)}", file=sys.stderr)
+        print(f"trainspeed: job {job} failed: {_user_message(err, cfg)}", file=visible_stderr())
     else:
         log.error("job failed; the sweep goes on", exc_info=err)
     return None

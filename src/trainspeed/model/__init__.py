@@ -5,14 +5,13 @@ from __future__ import annotations
 import torch.nn as nn
 from omegaconf import DictConfig
 
-from trainspeed.errors import ConfigError, unknown_name
+from trainspeed.errors import ConfigError
 from trainspeed.model.cnn import SmallCNN
 from trainspeed.model.initializers import initialize
 from trainspeed.model.layers import activation_factory, norm_factory
 from trainspeed.model.mlp import MLP
-from trainspeed.model.pretrained import model_config, modules_to_initialize, report_loaded
+from trainspeed.model.pretrained import LoadedWeights, model_config, modules_to_initialize, report_loaded
 from trainspeed.model.timm_backbone import check_forward, create_timm_model
-from trainspeed.validation.names import FAMILIES
 
 
 def _own_norm(factory):
@@ -20,9 +19,15 @@ def _own_norm(factory):
     return None if factory is nn.Identity else factory
 
 
-def build_network(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """Build the network described by cfg.model / activation / normalization / initializer for this data."""
+def build_network(
+    cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int
+) -> tuple[nn.Module, LoadedWeights | None]:
+    """Build the network described by cfg.model / activation / normalization / initializer for this data.
+
+    Returns the network and the record of the pretrained weights loaded into it (None when built from scratch),
+    which the fine-tuning strategies need to tell the backbone from the new layers."""
     family = cfg.model.family
+    weights = None
     act = activation_factory(cfg.activation)
     if family == "mlp":
         norm = _own_norm(norm_factory(cfg.normalization, "vector"))
@@ -35,31 +40,31 @@ def build_network(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: in
         network = SmallCNN(
             input_shape, num_classes, m.channels, m.convs_per_stage, m.pool, m.dropout, act or nn.ReLU, norm
         )
-    elif family == "timm":
-        network = _build_timm(cfg, input_shape, num_classes, act)
-    else:
-        raise unknown_name("model.family", family, FAMILIES)
+    else:  # timm (model.family is one of trainspeed.options.FAMILIES, validated)
+        network, weights = _build_timm(cfg, input_shape, num_classes, act)
     activation = cfg.activation.name if cfg.activation.name != "default" else "relu"
     # with pretrained weights only the new layers (the head) are initialized, never the loaded ones
     initialize(
-        modules_to_initialize(network),
+        modules_to_initialize(network, weights),
         cfg.initializer,
         activation,
         float(cfg.activation.get("negative_slope", 0.01)),
     )
-    report_loaded(network, cfg.activation.name, cfg.normalization.name)
-    return network
+    report_loaded(weights, cfg.activation.name, cfg.normalization.name)
+    return network, weights
 
 
-def _build_timm(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int, act) -> nn.Module:
+def _build_timm(
+    cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int, act
+) -> tuple[nn.Module, LoadedWeights | None]:
     """Image-layout norm layers suit conv backbones; transformers normalize tokens (last dim), so try both."""
     errors = []
     for layout in ("image", "vector"):
         norm = norm_factory(cfg.normalization, layout)
         try:
-            network = create_timm_model(model_config(cfg), input_shape, num_classes, act, norm)
+            network, weights = create_timm_model(model_config(cfg), input_shape, num_classes, act, norm)
             check_forward(network, input_shape)
-            return network
+            return network, weights
         except (RuntimeError, ValueError) as err:
             if isinstance(err, ConfigError):
                 raise

@@ -9,9 +9,7 @@ import torch.nn as nn
 from omegaconf import DictConfig
 from timm.layers import lecun_normal_, trunc_normal_
 
-from trainspeed.errors import unknown_name
 from trainspeed.model.layers import init_gain_args
-from trainspeed.validation.names import INITIALIZERS
 
 WEIGHTED = (nn.Linear, nn.modules.conv._ConvNd)
 NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
@@ -43,9 +41,7 @@ def initialize(
     Linear/Conv weights follow `initializer.name` with the activation's gain, biases start at zero, normalization
     layers at weight 1 / bias 0. `default` leaves everything as the framework made it.
     """
-    name = cfg.name
-    if name not in INITIALIZERS:
-        raise unknown_name("initializer.name", name, INITIALIZERS)
+    name = cfg.name  # one of trainspeed.options.INITIALIZERS (validated)
     if name == "default":
         return 0
     nonlinearity, param = init_gain_args(activation_name, negative_slope)

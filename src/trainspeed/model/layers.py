@@ -9,8 +9,7 @@ import torch.nn as nn
 from omegaconf import DictConfig
 from timm.layers import get_act_layer, get_norm_layer
 
-from trainspeed.errors import unknown_name
-from trainspeed.validation.names import ACTIVATIONS, DEFAULT, NORMALIZATIONS
+from trainspeed.options import DEFAULT
 
 LayerFactory = Callable[..., nn.Module]
 
@@ -24,11 +23,9 @@ _TIMM_NORM_NAMES = {
 
 def activation_factory(cfg: DictConfig) -> LayerFactory | None:
     """The activation class (or partial) named by `activation.name`; None for the model's own default."""
-    name = cfg.name
+    name = cfg.name  # one of trainspeed.options.ACTIVATIONS or default (validated)
     if name == DEFAULT:
         return None
-    if name not in ACTIVATIONS:
-        raise unknown_name("activation.name", name, (*ACTIVATIONS, DEFAULT))
     layer = get_act_layer(name)
     if name == "leaky_relu":
         return partial(layer, negative_slope=float(cfg.get("negative_slope", 0.01)))
@@ -40,11 +37,9 @@ def norm_factory(cfg: DictConfig, layout: str) -> LayerFactory | None:
 
     `none` gives nn.Identity, which accepts and ignores the feature count, so any model can drop its norm layers.
     """
-    name = cfg.name
+    name = cfg.name  # one of trainspeed.options.NORMALIZATIONS or default (validated)
     if name == DEFAULT:
         return None
-    if name not in NORMALIZATIONS:
-        raise unknown_name("normalization.name", name, (*NORMALIZATIONS, DEFAULT))
     if name == "none":
         return nn.Identity
     layer = get_norm_layer(_TIMM_NORM_NAMES[layout][name])

@@ -4,8 +4,9 @@ Weights come from a local file (`model.weights`) or from the local Hugging Face 
 downloads only with HF_HUB_OFFLINE=0). Either way they are loaded by timm's own pretrained loader through
 `pretrained_cfg_overlay=dict(file=...)`, which adapts the first convolution to the data's channels (for grey
 images it sums the RGB kernels, which equals feeding the grey channel three times) and drops a classifier sized for
-other classes. The head is always created anew for the target task. The network keeps a `LoadedWeights` record
-of which tensors are pretrained: the initializer and the fine-tuning strategies act on the rest only.
+other classes. The head is always created anew for the target task. The loader returns a `LoadedWeights` record
+of which tensors are pretrained with the network: the initializer and the fine-tuning strategies act on the rest
+only.
 """
 
 from __future__ import annotations
@@ -28,23 +29,17 @@ from trainspeed.record.atomic import replacing
 log = logging.getLogger(__name__)
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
-RECORD_ATTR = "pretrained_weights"
 
 
 @dataclass(frozen=True)
 class LoadedWeights:
-    """What was loaded into a network, kept on it as `network.pretrained_weights`."""
+    """What was loaded into a network (returned with it by build_network)."""
 
     source: str  # the file the tensors came from
     loaded: frozenset[str]  # state-dict names (parameters and buffers) that hold pretrained values
     new: tuple[str, ...]  # parameter names that start from initialization: the head, any layer the file lacks
     unused: tuple[str, ...]  # tensors of the file that the network has no place for
     missing: tuple[str, ...]  # backbone tensors of the network that the file does not hold
-
-
-def loaded_weights(network: nn.Module) -> LoadedWeights | None:
-    """The record of the weights loaded into `network` (None when it was built from scratch)."""
-    return getattr(getattr(network, "_orig_mod", network), RECORD_ATTR, None)
 
 
 def model_config(cfg: DictConfig) -> DictConfig:
@@ -108,8 +103,9 @@ def _as_tuple(value) -> tuple[str, ...]:
 
 def create_with_weights(
     name: str, key: str, path: Path, num_classes: int, in_chans: int, layers_changed: bool, **kwargs
-) -> nn.Module:
+) -> tuple[nn.Module, LoadedWeights]:
     """timm.create_model with the weights in `path`, through timm's pretrained loader; the head is new.
+    Returns the model and the record of what was loaded.
 
     Backbone tensors missing from the file, or file tensors without a place in the model, are an error unless
     the activation / normalization was changed (`layers_changed`): then they are recorded and reported.
@@ -170,8 +166,7 @@ def create_with_weights(
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
     new = tuple(n for n, _ in model.named_parameters() if n not in loaded)
-    setattr(model, RECORD_ATTR, LoadedWeights(str(path), loaded, new, unused, missing))
-    return model
+    return model, LoadedWeights(str(path), loaded, new, unused, missing)
 
 
 @contextmanager
@@ -185,9 +180,8 @@ def _quiet_timm_loader():
         logger.setLevel(level)
 
 
-def modules_to_initialize(network: nn.Module) -> list[nn.Module]:
+def modules_to_initialize(network: nn.Module, record: LoadedWeights | None) -> list[nn.Module]:
     """Every module, or with pretrained weights only the modules that own a new parameter (never pretrained ones)."""
-    record = loaded_weights(network)
     if record is None:
         return list(network.modules())
     new = set(record.new)
@@ -198,9 +192,8 @@ def modules_to_initialize(network: nn.Module) -> list[nn.Module]:
     ]
 
 
-def report_loaded(network: nn.Module, activation: str, normalization: str) -> None:
+def report_loaded(record: LoadedWeights | None, activation: str, normalization: str) -> None:
     """Log what was loaded; warn once when the backbone's activation or normalization was changed."""
-    record = loaded_weights(network)
     if record is None:
         return
     log.info("loaded %d tensors from %s; new: %s", len(record.loaded), record.source, _names(record.new))

@@ -8,9 +8,9 @@ import torch.nn as nn
 from omegaconf import DictConfig
 
 from trainspeed.config_paths import extra_kwargs
-from trainspeed.errors import ConfigError, unknown_name
+from trainspeed.errors import ConfigError
 from trainspeed.model.layers import LayerFactory
-from trainspeed.model.pretrained import create_with_weights, weights_file
+from trainspeed.model.pretrained import LoadedWeights, create_with_weights, weights_file
 
 
 def create_timm_model(
@@ -19,15 +19,14 @@ def create_timm_model(
     num_classes: int,
     act_layer: LayerFactory | None,
     norm_layer: LayerFactory | None,
-) -> nn.Module:
+) -> tuple[nn.Module, LoadedWeights | None]:
     """timm.create_model with the head sized to the data and the input channels to the images.
 
     `model.weights` (a local file) or `model.pretrained` (the local hub cache) load through timm's own pretrained
     loader (see trainspeed.model.pretrained), which adapts the first convolution; the head is always new.
+    Returns the model and the record of the loaded weights (None without weights).
     """
-    name = cfg.name
-    if not timm.is_model(name):
-        raise unknown_name("model.name", name, timm.list_models())
+    name = cfg.name  # a timm model name (validated)
     kwargs = extra_kwargs(cfg)
     if act_layer is not None:
         kwargs["act_layer"] = act_layer
@@ -39,10 +38,9 @@ def create_timm_model(
     )
     try:
         if source is None:
-            model = timm.create_model(name, pretrained=False, **create_kwargs, **kwargs)
-        else:
-            changed = act_layer is not None or norm_layer is not None
-            model = create_with_weights(name, *source, layers_changed=changed, **create_kwargs, **kwargs)
+            return timm.create_model(name, pretrained=False, **create_kwargs, **kwargs), None
+        changed = act_layer is not None or norm_layer is not None
+        return create_with_weights(name, *source, layers_changed=changed, **create_kwargs, **kwargs)
     except TypeError as err:
         swapped = [k for k in ("act_layer", "norm_layer") if k in kwargs]
         raise ConfigError(
@@ -51,7 +49,6 @@ def create_timm_model(
             "a timm model that accepts " + " and ".join(swapped or ["these arguments"]),
             problem=str(err),
         ) from err
-    return model
 
 
 def check_forward(model: nn.Module, input_shape: tuple[int, ...]) -> None:

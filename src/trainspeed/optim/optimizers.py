@@ -8,11 +8,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 from omegaconf import DictConfig
-from timm.optim import create_optimizer_v2, list_optimizers
+from timm.optim import create_optimizer_v2
 from timm.optim._optim_factory import default_registry
 
 from trainspeed.config_paths import extra_kwargs
-from trainspeed.errors import unknown_name
 
 
 def optimizer_kwargs(cfg: DictConfig) -> dict[str, Any]:
@@ -21,9 +20,7 @@ def optimizer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     momentum / betas are passed only to optimizers that have them; timm would otherwise hand its default
     momentum 0.9 to every momentum-capable optimizer (so `optimizer.momentum` is always explicit here).
     """
-    name = cfg.name
-    if name not in list_optimizers():
-        raise unknown_name("optimizer.name", name, list_optimizers())
+    name = cfg.name  # a name timm knows (validated)
     info = default_registry.get_optimizer_info(name)
     kwargs: dict[str, Any] = {
         "opt": name,

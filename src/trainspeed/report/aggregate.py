@@ -1,8 +1,10 @@
 """Group runs into configurations (the overrides that vary across the sweep, seeds aggregated) and rank them.
 
-Ranking rule: configurations whose every run reached the target come first, by median time-to-target seconds
-(then median steps); the others follow, by fraction of runs that reached, then median seconds of the runs that
-reached, then best validation accuracy. Diverged, failed and unfinished runs count as runs that did not reach.
+Ranking rule (RANK_RULE, printed under the report's table): configurations whose every run reached the target
+come first, by median time-to-target seconds (then median steps); the others follow, by the fraction of runs that
+reached, then the fraction that failed (fewest first: a configuration whose jobs failed or never finished is not
+a result, however far its partial metrics got), then median seconds of the runs that reached, then best validation
+accuracy. Diverged, failed and unfinished runs count as runs that did not reach.
 """
 
 from __future__ import annotations
@@ -14,6 +16,11 @@ from dataclasses import dataclass, field
 from trainspeed.report.collect import Run, override_key, override_value
 
 SEED_KEY = "seed"
+RANK_RULE = (
+    "Configurations whose every run reached the target rank first, by median seconds (then median steps); "
+    "the others follow, by the fraction of runs that reached it, then the fraction of runs that failed (fewest "
+    "first), then the median seconds of the runs that reached, then best validation accuracy."
+)
 UNKNOWN_CONFIG = "(overrides unknown)"
 
 
@@ -41,7 +48,7 @@ class ConfigResult:
 
     @property
     def failed(self) -> int:
-        """Failed runs, counting jobs that never wrote a summary (unfinished)."""
+        """Jobs whose summary says failed, plus jobs without a (readable) summary (unfinished)."""
         return sum(r.status not in ("completed", "diverged") for r in self.runs)
 
     @property
@@ -125,8 +132,9 @@ def rank_key(c: ConfigResult) -> tuple:
     best_acc = -(c.val_acc_best_median if c.val_acc_best_median is not None else -inf)
     if c.all_reached:
         return (0, 0.0, seconds, steps, best_acc, c.config)
-    fraction = c.reached / c.n_runs if c.n_runs else 0.0
-    return (1, -fraction, seconds, best_acc, steps, c.config)
+    reached = c.reached / c.n_runs if c.n_runs else 0.0
+    failed = c.failed / c.n_runs if c.n_runs else 1.0
+    return (1, -reached, failed, seconds, best_acc, steps, c.config)
 
 
 def rank(configs: list[ConfigResult]) -> list[ConfigResult]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainspeed.report.aggregate import ConfigResult, LRPick
+from trainspeed.report.aggregate import RANK_RULE, ConfigResult, LRPick
 from trainspeed.report.collect import Run
 from trainspeed.report.profile import PerformanceProfile
 from trainspeed.report.render import Block, fmt, fmt_range
@@ -86,11 +86,9 @@ def blocks(
         ("table", RANK_HEADERS, [ranking_row(c) for c in ranked]),
         (
             "p",
-            "Times are training seconds to the target (evaluation and start-up excluded). Configurations whose "
-            "every run reached the target rank first, by median seconds; the others follow, by the fraction of "
-            "runs that reached it, then the median seconds of those runs, then best validation accuracy. "
-            "Medians and min–max are over the runs that reached the target; failed counts jobs that never wrote "
-            "a summary (unfinished).",
+            f"Times are training seconds to the target (evaluation and start-up excluded). {RANK_RULE} "
+            "Medians and min–max are over the runs that reached the target; failed counts the jobs whose "
+            "summary says failed and the jobs that never wrote a summary (unfinished, in brackets).",
         ),
     ]
     if picks:

@@ -38,32 +38,47 @@ def _no_data(ax, text: str) -> None:
 
 
 def _legend(ax, n: int) -> None:
-    if n > 8:
-        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    elif n:
-        ax.legend(fontsize="small")
+    """Beside the axes, never over the curves (the PNG is cropped to include it)."""
+    if n:
+        ax.legend(fontsize="x-small" if n > 8 else "small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def median_band(curves: list[list[tuple[float, float]]]) -> tuple[np.ndarray, ...] | None:
-    """Median, min and max over runs of curves sampled at different x, on a common grid.
+    """Median, min and max over runs of curves sampled at different x, on a common grid that ends where the
+    shortest run ended.
 
-    Each run is interpolated inside its own x range and holds its last value after it ends (a finished run
-    keeps the accuracy it reached), so the median does not jump when the shortest run stops.
+    No run's last value is carried forward as a plateau it never trained through, and the median does not jump
+    when a run drops out; what the longer runs did afterwards is drawn by `tails`, one thin line per run.
     """
     curves = [sorted(c) for c in curves if c]
     if not curves:
         return None
     lo = min(c[0][0] for c in curves)
-    hi = max(c[-1][0] for c in curves)
+    hi = min(c[-1][0] for c in curves)
     grid = np.linspace(lo, hi, GRID_POINTS) if hi > lo else np.array([lo])
     stack = np.full((len(curves), grid.size), np.nan)
     for i, c in enumerate(curves):
         x, y = np.array(c, dtype=float).T
         started = grid >= x[0]
-        stack[i, started] = np.interp(grid[started], x, y)  # np.interp holds y[-1] past x[-1]
+        stack[i, started] = np.interp(grid[started], x, y)
     keep = ~np.all(np.isnan(stack), axis=0)
     stack, grid = stack[:, keep], grid[keep]
     return grid, np.nanmedian(stack, axis=0), np.nanmin(stack, axis=0), np.nanmax(stack, axis=0)
+
+
+def tails(curves: list[list[tuple[float, float]]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each run's curve after the shortest run ended (where `median_band` stops), up to its own last point."""
+    curves = [sorted(c) for c in curves if c]
+    if len(curves) < 2:
+        return []
+    end = min(c[-1][0] for c in curves)
+    out = []
+    for c in curves:
+        x, y = np.array(c, dtype=float).T
+        after = x > end
+        if after.any():
+            out.append((np.r_[end, x[after]], np.r_[np.interp(end, x, y), y[after]]))
+    return out
 
 
 def _curves_plot(
@@ -72,13 +87,17 @@ def _curves_plot(
     fig, ax = _new()
     colors, drawn, positive = _colors(configs), 0, True
     for c in configs:
-        band = median_band([curves_of(run) for run in c.runs])
+        curves = [curves_of(run) for run in c.runs]
+        band = median_band(curves)
         if band is None:
             continue
         x, med, lo, hi = band
         positive = positive and bool(np.all(lo > 0))
         ax.plot(x, med, color=colors[c.config], label=f"{c.config} (n={c.n_runs})", lw=1.5)
         ax.fill_between(x, lo, hi, color=colors[c.config], alpha=0.2, lw=0)
+        for tail_x, tail_y in tails(curves):
+            positive = positive and bool(np.all(tail_y > 0))
+            ax.plot(tail_x, tail_y, color=colors[c.config], lw=0.8, alpha=0.7)
         drawn += 1
     if target is not None and drawn:
         ax.axhline(target, color="black", ls="--", lw=1, label=f"target {target:g}")
@@ -98,7 +117,7 @@ def val_metric_vs_time(configs: list[ConfigResult], target: float | None, metric
         lambda run: run.paired("time/train_seconds", metric),
         "training seconds",
         metric,
-        f"{metric} vs training time (median over seeds, band = min–max)",
+        f"{metric} vs training time (median over seeds, band = min–max; thin: single runs past the shortest)",
         target=target,
     )
 
@@ -109,7 +128,7 @@ def train_loss_vs_step(configs: list[ConfigResult]) -> bytes:
         lambda run: run.series.get("train/loss", []),
         "step",
         "train/loss",
-        "training loss vs step (median over seeds, band = min–max)",
+        "training loss vs step (median over seeds, band = min–max; thin: single runs past the shortest)",
         logy=True,
     )
 
@@ -179,12 +198,26 @@ def performance_profile_plot(profile: PerformanceProfile, ranked: list[ConfigRes
     return _png(fig)
 
 
+def missed_marks(picks: list[LRPick], ceiling: float, row: float) -> list[list[tuple[float, float]]]:
+    """Per group, (lr, y) of the learning rates where no run reached the target: above the curves, one row per
+    group (and the lr nudged sideways by group on the log axis), so that no group's mark hides another's."""
+    spread = 0.04 * (len(picks) - 1)
+    marks = []
+    for i, pick in enumerate(picks):
+        nudge = 10 ** ((i / max(len(picks) - 1, 1) - 0.5) * spread) if len(picks) > 1 else 1.0
+        y = ceiling + (i + 1) * row
+        marks.append([(lr * nudge, y) for lr, c in pick.curve if c.median_seconds is None])
+    return marks
+
+
 def lr_sensitivity(picks: list[LRPick]) -> bytes:
-    """Median time to target vs learning rate per group (log x); × at the top marks lrs that did not reach."""
+    """Median time to target vs learning rate per group (log x); × above the curves marks lrs that did not
+    reach, one row per group."""
     fig, ax = _new()
     cmap = colormaps["tab10" if len(picks) <= 10 else "tab20"]
     top = max((c.median_seconds or 0.0 for p in picks for _, c in p.curve), default=0.0) or 1.0
-    ceiling = top * 1.15
+    ceiling, row = top * 1.1, top * 0.06
+    missed_by_group = missed_marks(picks, ceiling, row)
     for i, pick in enumerate(picks):
         color = cmap(i % cmap.N)
         pts = [(lr, c.median_seconds) for lr, c in pick.curve if c.median_seconds is not None]
@@ -202,15 +235,15 @@ def lr_sensitivity(picks: list[LRPick]) -> bytes:
         ]
         if partial:
             ax.scatter(*zip(*partial, strict=True), facecolors="none", edgecolors=color, s=120, zorder=3)
-        missed = [lr for lr, c in pick.curve if c.median_seconds is None]
+        missed = missed_by_group[i]
         if missed:
             ax.scatter(
-                missed,
-                [ceiling] * len(missed),
+                *zip(*missed, strict=True),
                 marker="x",
                 color=color,
                 s=60,
-                zorder=3,
+                linewidths=2,
+                zorder=5,  # above the curves and the other marks
                 label=None if pts else f"{pick.group} (none reached)",
             )
         best_lr = next((lr for lr, c in pick.curve if c is pick.best), None)
@@ -219,7 +252,10 @@ def lr_sensitivity(picks: list[LRPick]) -> bytes:
     if any(p.curve for p in picks):
         ax.set_xscale("log")
         ax.axhline(ceiling, color="gray", lw=0.5, ls=":")
-        ax.set_ylim(0, ceiling * 1.08)
+        if any(missed_by_group):
+            ax.text(0.005, ceiling + 0.2 * row, "none reached", transform=ax.get_yaxis_transform(),
+                    fontsize="x-small", color="gray", va="bottom")  # fmt: skip
+        ax.set_ylim(0, ceiling + (len(picks) + 1) * row)
     else:
         _no_data(ax, "no numeric learning rates")
     lr_key = picks[0].lr_key if picks else "lr"

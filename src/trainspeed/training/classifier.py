@@ -49,7 +49,6 @@ class Classifier(pl.LightningModule):
         self._loss_sum: torch.Tensor | None = None
         self._correct = self._seen = None
         self._steps_in_window = 0
-        self.last_train_loss: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
@@ -74,7 +73,6 @@ class Classifier(pl.LightningModule):
 
     def _log_train_window(self) -> None:
         mean_loss = self._loss_sum / self._steps_in_window
-        self.last_train_loss = mean_loss
         self.log("train/loss", mean_loss, on_step=True, on_epoch=False, prog_bar=True)
         self.log("train/acc", self._correct / self._seen, on_step=True, on_epoch=False)
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)

@@ -27,14 +27,13 @@ import pytorch_lightning as pl
 import torch.nn as nn
 from omegaconf import DictConfig
 
-from trainspeed.errors import ConfigError, unknown_name
-from trainspeed.model.pretrained import loaded_weights
+from trainspeed.errors import ConfigError
+from trainspeed.model.pretrained import LoadedWeights
 from trainspeed.optim.optimizers import optimizer_kwargs
+from trainspeed.options import NEEDS_WEIGHTS
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("full", "linear_probe", "gradual", "scratch")
-NEEDS_WEIGHTS = ("linear_probe", "gradual")
 NO_WEIGHTS_HINT = "model=timm with model.pretrained=true or model.weights=FILE"
 
 Named = list[tuple[str, nn.Parameter]]
@@ -129,23 +128,23 @@ def _number(cfg: DictConfig, key: str, default: float, accepted: str, ok) -> flo
     return value
 
 
-def plan_finetune(cfg: DictConfig | None, network: nn.Module) -> FinetunePlan | None:
+def plan_finetune(
+    cfg: DictConfig | None, network: nn.Module, record: LoadedWeights | None
+) -> FinetunePlan | None:
     """The plan for `cfg.finetune` on this network, with the backbone frozen where the strategy says so.
+    `record`: the pretrained weights build_network loaded into it (None: built from scratch).
 
     None when every parameter simply trains at optimizer.lr (no weights loaded, or `full` with factor 1), so the
     optimizer is built from the whole network as usual.
     """
     if cfg is None:
         return None
-    strategy = cfg.get("name")
-    if strategy not in STRATEGIES:
-        raise unknown_name("finetune.name", strategy, STRATEGIES)
+    strategy = cfg.get("name")  # one of trainspeed.options.FINETUNE_STRATEGIES (validated)
     factor = float(_number(cfg, "backbone_lr_factor", 1.0, "a number > 0", lambda v: v > 0))
     unfreeze_epoch = int(
         _number(cfg, "unfreeze_epoch", 0, "an integer >= 0", lambda v: v >= 0 and v % 1 == 0)
     )
     raw = getattr(network, "_orig_mod", network)  # torch.compile wraps the network
-    record = loaded_weights(raw)
     if record is None:
         if strategy in NEEDS_WEIGHTS:
             raise ConfigError(

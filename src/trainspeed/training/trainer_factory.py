@@ -46,8 +46,11 @@ def build_trainer(cfg: DictConfig, resume_step: int | None = None) -> TrainerPar
     # Lightning refuses a progress bar or checkpoint callback that its own switches turned off: honour the switch
     if kwargs.get("enable_progress_bar") is False:
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    if kwargs.get("enable_checkpointing") is False:
+    # fast_dev_run writes no checkpoint (Lightning's ModelCheckpoint still writes save_last when training ends)
+    if kwargs.get("enable_checkpointing") is False or kwargs.get("fast_dev_run"):
         callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+    if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+        kwargs["enable_checkpointing"] = False  # else Lightning adds its own (epoch=…-step=….ckpt)
     clock = TrainClock()
     target = cfg.target
     stop = bool(target.get("stop"))  # resolved by run_mode.resolve_run_mode (null: stop in sweeps)

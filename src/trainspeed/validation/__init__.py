@@ -15,7 +15,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from trainspeed.errors import ConfigError
 from trainspeed.validation import cross_checks
-from trainspeed.validation.names import check_optimizer_name
+from trainspeed.validation.optimizer_name import check_optimizer_name
 from trainspeed.validation.refusal import record_refusal
 from trainspeed.validation.rules import check_schema
 from trainspeed.validation.schemas import FINETUNE, GROUPS, TOP_LEVEL
@@ -74,6 +74,7 @@ def validate(cfg: DictConfig) -> None:
         check_schema(finetune, "finetune", FINETUNE)
     cross_checks.check_model(model, norm, data, scratch=cross_checks.finetune_strategy(finetune) == "scratch")
     cross_checks.check_trainer(values["trainer"])
+    cross_checks.check_optimizer_device(values["optimizer"], values["trainer"])
     cross_checks.check_finetune(finetune, model, values["trainer"])
     for group in ("callbacks", "logger"):
         cross_checks.check_plugin_group(group, _plain(cfg, group, required=False))

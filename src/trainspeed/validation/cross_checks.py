@@ -7,12 +7,16 @@ from pathlib import Path
 from typing import Any
 
 from trainspeed.errors import ConfigError, DataError
-from trainspeed.validation.names import GPU_ONLY_PRECISIONS, NATIVE_CLASSES, NATIVE_IMAGES
+from trainspeed.options import (
+    COMPILED_OPTIMIZERS,
+    GPU_ONLY_PRECISIONS,
+    NATIVE_CLASSES,
+    NATIVE_IMAGES,
+    NEEDS_WEIGHTS,
+)
 from trainspeed.validation.rules import divisors
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
-# fine-tuning strategies that keep (part of) the backbone as loaded, so they need loaded weights
-NEEDS_WEIGHTS = ("linear_probe", "gradual")
 
 
 def check_target(target: dict[str, Any]) -> None:
@@ -101,21 +105,37 @@ def check_trainer(trainer: dict[str, Any]) -> None:
         )
     if min_epochs is not None and max_epochs is not None and max_epochs != -1 and min_epochs > max_epochs:
         raise ConfigError("trainer.min_epochs", min_epochs, f"an integer ≤ trainer.max_epochs={max_epochs}")
-    if trainer.get("accelerator") == "cpu":
+    needs_gpu = trainer.get("precision") in GPU_ONLY_PRECISIONS or bool(trainer.get("sync_batchnorm"))
+    if trains_on_cpu(trainer, needs_gpu):
+        on = "trainer.accelerator=cpu" if trainer.get("accelerator") == "cpu" else "this machine has no GPU"
         precision = trainer.get("precision")
         if precision in GPU_ONLY_PRECISIONS:
             raise ConfigError(
                 "trainer.precision",
                 precision,
                 "32-true, bf16-mixed, bf16-true or 64-true on the CPU (or a GPU trainer such as trainer=gpu)",
-                problem="GPU-only; on the CPU Lightning would silently train in bf16-mixed instead",
+                problem=f"GPU-only, and {on}; on the CPU Lightning would silently train in bf16-mixed instead",
             )
         if trainer.get("sync_batchnorm"):
             raise ConfigError(
                 "trainer.sync_batchnorm",
                 True,
-                "false with trainer.accelerator=cpu (SyncBatchNorm runs on GPUs)",
+                f"false on the CPU ({on}; SyncBatchNorm runs on GPUs)",
             )
+
+
+def trains_on_cpu(trainer: dict[str, Any], needs_gpu: bool) -> bool:
+    """Whether the run will train on the CPU: accelerator cpu, or auto on a machine without a GPU.
+
+    Only a setting that needs a GPU (`needs_gpu`) asks torch about the machine (importing it costs seconds)."""
+    accelerator = trainer.get("accelerator")
+    if accelerator == "cpu":
+        return True
+    if accelerator != "auto" or not needs_gpu:
+        return False
+    import torch
+
+    return not (torch.cuda.is_available() or torch.backends.mps.is_available())
 
 
 def finetune_strategy(finetune: Any) -> str | None:
@@ -172,3 +192,17 @@ def check_plugin_group(group: str, entries: Any) -> None:
             raise ConfigError(
                 f"{group}.{name}", entry, "null (to remove it) or a mapping with a _target_ class"
             )
+
+
+def check_optimizer_device(optimizer: dict[str, Any], trainer: dict[str, Any]) -> None:
+    """timm's Kron optimizers compile their preconditioner update with torch.compile (inductor) when they are
+    built; on the CPU that compilation ran out of memory (the process was killed) before the first step."""
+    name = optimizer.get("name")
+    if name in COMPILED_OPTIMIZERS and trains_on_cpu(trainer, needs_gpu=True):
+        raise ConfigError(
+            "optimizer.name",
+            name,
+            "an optimizer that runs without compiling on the CPU (e.g. adamw, lamb, lion, adafactorbv), "
+            "or a GPU trainer (trainer=gpu)",
+            problem=f"timm's {name} compiles its preconditioner with torch.compile, which exhausts memory on the CPU",
+        )

@@ -7,12 +7,13 @@ Checks that involve several keys or groups are in cross_checks.py.
 
 from __future__ import annotations
 
-from trainspeed.validation.names import (
+from trainspeed.options import (
     ACCELERATORS,
     ACTIVATIONS,
     DATASETS,
     DEFAULT,
     FAMILIES,
+    FINETUNE_STRATEGIES,
     INITIALIZERS,
     METRICS,
     NORMALIZATIONS,
@@ -180,9 +181,9 @@ DIVERGENCE: dict[str, Rule] = {
     "patience": Integer(ge=1),
 }
 
-# the finetune group is optional (present once composed): only its numbers are checked here
+# the finetune group is optional (present once composed)
 FINETUNE: dict[str, Rule] = {
-    "name": Text(),
+    "name": Choice(FINETUNE_STRATEGIES),
     "backbone_lr_factor": Number(gt=0),
     "unfreeze_epoch": Integer(ge=0),
 }

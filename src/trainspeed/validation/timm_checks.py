@@ -32,6 +32,54 @@ def smallest_input(network: Any, channels: int, low: int, high: int) -> int:
     return high
 
 
+def _patch_size(network: Any) -> int | None:
+    """The side of a vision transformer's patches (timm's PatchEmbed), None for other networks."""
+    size = getattr(getattr(network, "patch_embed", None), "patch_size", None)
+    if isinstance(size, int):
+        return size
+    return max(size) if isinstance(size, tuple | list) and size else None
+
+
+def _builds_for(name: str, kwargs: dict[str, Any], channels: int, side: int) -> bool:
+    """Whether timm builds `name` with `kwargs` (on the meta device) and the result takes side x side images."""
+    import timm
+    import torch
+
+    try:
+        with torch.device("meta"):
+            network = timm.create_model(name, pretrained=False, num_classes=2, in_chans=channels, **kwargs)
+    except Exception:
+        return False
+    return _fits(network.eval(), channels, side)
+
+
+def _patch_too_large(
+    name: str, kwargs: dict[str, Any], channels: int, side: int, patch: int, default_side: int
+) -> ConfigError:
+    """The images are smaller than one patch: say so, with the fixes that build (each probed on `meta`)."""
+    fixes = []
+    divisors_of_side = [p for p in range(min(patch - 1, side // 2), 0, -1) if side % p == 0]
+    # the largest patch that still leaves a 4x4 grid (else 2x2): few tokens, but more than one
+    smaller = [p for p in divisors_of_side if side // p >= 4] or divisors_of_side
+    for p in smaller:
+        if _builds_for(name, {**kwargs, "img_size": side, "patch_size": p}, channels, side):
+            grid = f"{side // p}x{side // p}"
+            fixes.append(
+                f"+model.kwargs.img_size={side} +model.kwargs.patch_size={p} (a {grid} grid of patches)"
+            )
+            break
+    if "img_size" in kwargs and _builds_for(name, {**kwargs, "img_size": patch * 2}, channels, patch * 2):
+        fixes.append(f"data.image_size={patch * 2} +model.kwargs.img_size={patch * 2}")
+    elif "img_size" not in kwargs:
+        fixes.append(f"data.image_size={default_side} (its input size)")
+    return ConfigError(
+        "data.image_size",
+        side,
+        " or ".join(fixes) or f"data.image_size ≥ {patch}",
+        problem=f"timm model {name!r} cuts images into {patch}x{patch} patches, larger than the {side}x{side} images",
+    )
+
+
 def _norm_widths(network: Any) -> list[int]:
     import torch.nn as nn
 
@@ -68,6 +116,9 @@ def check_timm_model(
     network.eval()
     cfg = getattr(network, "pretrained_cfg", None) or {}
     default_side = int(cfg.get("input_size", (3, 224, 224))[-1])
+    patch = _patch_size(network)
+    if side is not None and patch is not None and patch > side and not _fits(network, channels, side):
+        raise _patch_too_large(name, model.get("kwargs") or {}, channels, side, patch, default_side)
     if side is not None and not _fits(network, channels, side) and _fits(network, channels, default_side):
         fixed = bool(cfg.get("fixed_input_size")) and "img_size" not in (model.get("kwargs") or {})
         if side < default_side:

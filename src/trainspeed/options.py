@@ -1,16 +1,12 @@
 """The names each config group accepts, importable without torch.
 
-The single list of names: the building modules (model/, optim/) import them from here, and validation can refuse a
-typo without importing torch and timm (about ten seconds). Only the data set names and timm's optimizer names are
-known elsewhere too (data/sources.py, timm), and a test (tests/test_robustness.py) keeps those equal.
+The single list of names: validation refuses a name that is not here (without importing torch and timm, about ten
+seconds), and the building modules (model/, optim/, data/, training/) import the lists from here and trust a
+validated config. Only the data set names and timm's optimizer names are known elsewhere too (data/sources.py,
+timm), and a test (tests/test_robustness.py) keeps those equal.
 """
 
 from __future__ import annotations
-
-from functools import cache
-from importlib import metadata
-
-from trainspeed.errors import unknown_name
 
 FAMILIES = ("mlp", "cnn", "timm")
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "gelu", "silu", "mish", "tanh", "sigmoid")
@@ -27,6 +23,9 @@ INITIALIZERS = (
     "trunc_normal",
 )
 SCHEDULERS = ("none", "step", "exponential", "cosine", "onecycle", "plateau")
+FINETUNE_STRATEGIES = ("full", "linear_probe", "gradual", "scratch")
+# fine-tuning strategies that keep (part of) the backbone as loaded, so they need loaded weights
+NEEDS_WEIGHTS = ("linear_probe", "gradual")
 DATASETS = ("digits", "synthetic", "mnist", "fashion_mnist", "cifar10", "imagefolder")
 # what the LightningModule logs; the target and the plateau scheduler can watch any of them
 METRICS = ("val/acc", "val/loss", "val/acc_best", "train/loss", "train/acc")
@@ -38,6 +37,8 @@ PRECISIONS = (
 # precisions Lightning cannot run on the CPU: it would silently switch 16-mixed to bf16-mixed
 GPU_ONLY_PRECISIONS = ("16-mixed", "16", 16, "transformer-engine", "transformer-engine-float16")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+# timm optimizers that torch.compile their update when built (timm/optim/kron.py)
+COMPILED_OPTIMIZERS = ("kron", "kronc", "kronw")
 
 # (channels, side) of each data set's images before data.image_size resizes them
 NATIVE_IMAGES = {"digits": (1, 8), "mnist": (1, 28), "fashion_mnist": (1, 28), "cifar10": (3, 32)}
@@ -57,29 +58,3 @@ TIMM_OPTIMIZERS = frozenset(
     radamw rmsprop rmsproptf rmsproptfc rmsproptfw sgd sgdc sgdp sgdw
     """.split()
 )
-
-
-@cache
-def _timm_version() -> str | None:
-    try:
-        return metadata.version("timm")
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def check_optimizer_name(name: str) -> None:
-    """Refuse an optimizer name timm does not know, suggesting the closest names.
-
-    With the timm version the list above was taken from, the list is authoritative; with another version a name
-    missing from it is looked up in timm itself (imported only then).
-    """
-    if name in TIMM_OPTIMIZERS:
-        return
-    known: frozenset[str] | list[str] = TIMM_OPTIMIZERS
-    if _timm_version() != TIMM_OPTIMIZERS_VERSION:
-        from timm.optim import list_optimizers
-
-        known = list_optimizers()
-        if name in known:
-            return
-    raise unknown_name("optimizer.name", name, known)
