@@ -21,7 +21,7 @@ from trainspeed.tracking.redact import scrub
 from trainspeed.tracking.wandb_logger import finish_wandb_runs, start_wandb_runs
 from trainspeed.training.classifier import Classifier
 from trainspeed.training.finetune import plan_finetune
-from trainspeed.training.trainer_factory import TrainerParts, build_trainer
+from trainspeed.training.trainer_factory import STEP_KEYS, TrainerParts, build_trainer
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,14 @@ class JobRecorder:
             overrides=self.overrides,
             device=str(trainer.strategy.root_device) if trainer else "none",
             error=error,
+            extra=self._compile_record(),
         )
+
+    def _compile_record(self) -> dict[str, Any] | None:
+        """compile_seconds: torch.compile's time, kept out of train_seconds unless trainer.charge_compile."""
+        if self.parts is None or not self.cfg.trainer.get("compile"):
+            return None
+        return {"compile_seconds": round(self.parts.clock.compile_seconds, 4)}
 
     @property
     def interrupted(self) -> bool:
@@ -113,7 +120,13 @@ def run_job(cfg: DictConfig, resume_from: str | None = None) -> dict[str, Any]:
         network = _prepare_network(cfg, build_network(cfg, datamodule.input_shape, datamodule.num_classes))
         plan = plan_finetune(cfg.get("finetune"), network)  # freezes the backbone where the strategy says so
         module = Classifier(
-            network, cfg.optimizer, cfg.scheduler, datamodule.num_classes, cfg.trainer.log_every_n_steps, plan
+            network,
+            cfg.optimizer,
+            cfg.scheduler,
+            datamodule.num_classes,
+            cfg.trainer.log_every_n_steps,
+            plan,
+            **{key: cfg.trainer.get(key) for key in STEP_KEYS if cfg.trainer.get(key) is not None},
         )
         checkpoint = resume_from or checkpoint_to_resume(
             recorder.run_dir, cfg.get("resume"), cfg.get("ckpt_path")

@@ -101,6 +101,17 @@ def check_trainer(trainer: dict[str, Any]) -> None:
         )
     if min_epochs is not None and max_epochs is not None and max_epochs != -1 and min_epochs > max_epochs:
         raise ConfigError("trainer.min_epochs", min_epochs, f"an integer ≤ trainer.max_epochs={max_epochs}")
+    accumulate, devices = trainer.get("accumulate_grad_batches", 1), trainer.get("devices")
+    several = (
+        (isinstance(devices, int) and devices > 1) or isinstance(devices, list | tuple) and len(devices) > 1
+    )
+    if accumulate > 1 and (several or "ddp" in str(trainer.get("strategy"))):
+        raise ConfigError(
+            "trainer.accumulate_grad_batches",
+            accumulate,
+            "1 with several devices (raise data.batch_size: each device takes a batch per step)",
+            problem="accumulation runs inside one training step, which DDP synchronizes once",
+        )
     if trainer.get("accelerator") == "cpu":
         precision = trainer.get("precision")
         if precision in GPU_ONLY_PRECISIONS:
