@@ -6,8 +6,8 @@ loader hands Lightning a *group* of up to `trainer.steps_per_iteration` optimize
 runs them in one `training_step`. Groups are cut so that every event still lands on its exact optimizer step:
 a group ends at each multiple of `log_every_n_steps`, of every checkpoint's `every_n_train_steps`, of the
 validation cadence, at `max_steps` and at the epoch's end. This callback keeps Lightning's counters in optimizer
-steps: the logger step advances with the group, the validation check counts steps, and each epoch's iteration
-count is the number of its groups.
+steps: the logger step advances with the group and the validation check counts steps. The loader has no length
+(the number of groups differs by epoch), so Lightning finds an epoch's last group by looking one ahead.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class SteppedLoop(Callback):
 
     Falls back to one step per iteration where Lightning's own batch counting would disagree with steps:
     several devices (DDP synchronizes per forward call), `limit_train_batches`, `overfit_batches`,
-    `fast_dev_run` and time-based validation."""
+    `fast_dev_run`, and validation at a fraction of an epoch or by time."""
 
     def __init__(self, steps_per_iteration: int = 1, accumulate: int = 1) -> None:
         self.requested = max(int(steps_per_iteration), 1)
@@ -55,7 +55,8 @@ class SteppedLoop(Callback):
             "limit_train_batches": trainer.limit_train_batches not in (None, 1.0),
             "overfit_batches": trainer.overfit_batches > 0,
             "fast_dev_run": bool(trainer.fast_dev_run),
-            "val_check_interval": trainer._val_check_time_interval is not None,
+            "val_check_interval": trainer._val_check_time_interval is not None
+            or (isinstance(trainer.val_check_interval, float) and trainer.val_check_interval < 1.0),
         }
         reasons = [name for name, on in limits.items() if on]
         if reasons and self.requested > 1:
@@ -120,21 +121,17 @@ class SteppedLoop(Callback):
         count = trainer.global_step if global_count else self.steps_in_epoch(trainer)
         return count % every == 0
 
-    def _count_iterations(self, trainer: pl.Trainer) -> None:
-        # Lightning takes an epoch's iteration count once, from len(loader) at the start; the number of groups
-        # differs by epoch, and Lightning ends an epoch on it. Set on start (a resumed run skips the epoch start
-        # hook) and at each epoch start.
-        if self.plan.size > 1 and self.steps_per_epoch:
-            epoch_start = trainer.current_epoch * self.steps_per_epoch
-            trainer.fit_loop.max_batches = self.plan.groups(epoch_start, self.steps_per_epoch)
-
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._count_iterations(trainer)
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._count_iterations(trainer)
+        # Resumed from a checkpoint written after an epoch's last group: Lightning counts that epoch as done and
+        # starts the next one, but clears the finished epoch's batch progress only when it reaches the loader's
+        # length, which a loader of groups has not; with a finite count for this one check, it does.
+        loop = trainer.fit_loop.epoch_loop
+        if self.plan.size > 1 and loop.restarting and loop.batch_progress.is_last_batch:
+            trainer.fit_loop.max_batches = loop.batch_progress.current.completed + 1
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch: Any, batch_idx: int) -> None:
+        if trainer.fit_loop.max_batches != math.inf:  # the count set on start has served
+            trainer.fit_loop.max_batches = math.inf
         # Lightning adds one logger step per iteration; the rest of the group's steps are added here, before any
         # callback asks whether this iteration logs (LearningRateMonitor does so in on_train_batch_start)
         if isinstance(batch, StepGroup) and len(batch) > 1:

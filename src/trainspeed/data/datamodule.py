@@ -57,8 +57,10 @@ class TensorDataModule(pl.LightningDataModule):
             loader.accumulate = stepped.accumulate
             loader.plan = stepped.make_plan(self.trainer, loader.steps_per_epoch)
         if self._resume_position is not None:
-            self._train_loader.resume_at(self._resume_position)
-        return self._train_loader
+            loader.resume_at(self._resume_position)
+            # the epoch is known now: Lightning may fetch the first group before it sets the epoch
+            loader.sampler.set_epoch(self._resume_position["epoch"])
+        return loader
 
     # The training position is checkpointed here rather than through Lightning's stateful-dataloader hooks, which
     # miss a loader created early (Trainer.estimated_stepping_batches builds one before the checkpoint is restored).
@@ -67,9 +69,12 @@ class TensorDataModule(pl.LightningDataModule):
     def state_dict(self) -> dict[str, int]:
         if self.trainer is None or self._train_loader is None:
             return {}
+        loader = self._train_loader
         groups = int(self.trainer.fit_loop.epoch_loop.batch_progress.current.processed)
-        steps = self._train_loader.steps_done(groups)
-        return {"epoch": self._train_loader.sampler.epoch, "batches_done": steps, "groups_done": groups}
+        steps, epoch = loader.steps_done(groups), loader.sampler.epoch
+        if steps >= loader.steps_per_epoch:  # the epoch is done: resume at the next one's start
+            return {"epoch": epoch + 1, "batches_done": 0, "groups_done": 0}
+        return {"epoch": epoch, "batches_done": steps, "groups_done": groups}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         if state_dict:

@@ -73,21 +73,23 @@ class IndexBatchLoader:
         return -(-self.num_batches // self.accumulate)
 
     def __len__(self) -> int:
-        """Batches; with a plan, the groups the next iteration yields (Lightning's fetcher asks at each epoch's
-        start and uses it to tell the last group)."""
+        """Batches; with a plan of several steps per group, no length (TypeError): the number of groups differs by
+        epoch, and Lightning, which takes a loader's length once, then tells the last group by looking ahead."""
         if self.plan is None:
             return self.num_batches
-        start, _ = self._start()
-        steps = self.steps_per_epoch
-        return sum(1 for _ in self.plan.group_ends(self.sampler.epoch * steps, start, steps))
+        if self.plan.size > 1:
+            raise TypeError("the number of step groups differs by epoch")
+        return self.steps_per_epoch
 
     def _start(self) -> tuple[int, int]:
         """(steps, groups) of this epoch already trained on, for a run resumed mid-epoch."""
         resume = self._resume
         if resume is None or resume["epoch"] != self.sampler.epoch:
             return 0, 0
-        start = resume["batches_done"] % max(self.steps_per_epoch if self.plan else self.num_batches, 1)
-        return start, resume.get("groups_done", start)
+        done = resume["batches_done"]
+        if self.plan is None or self.plan.size == 1:  # Lightning restarts a finished epoch itself
+            done %= max(len(self), 1)
+        return done, resume.get("groups_done", done)
 
     def shapes(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """One batch of each size an epoch has (the full one and a partial last one), for warm-up."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
@@ -14,6 +15,7 @@ from pytorch_lightning.utilities.model_helpers import is_overridden
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from trainspeed.callbacks.stepped_loop import find_stepped_loop
 from trainspeed.optim.optimizers import build_optimizer
 from trainspeed.optim.schedulers import build_scheduler
 from trainspeed.step_groups import StepGroup
@@ -23,6 +25,20 @@ if TYPE_CHECKING:
 
 # Lightning hooks called around each optimizer step; a callback that overrides one gets the wrapped step
 STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step", "on_before_zero_grad")
+
+
+def optimizer_step_budget(trainer: pl.Trainer) -> int:
+    """The run's optimizer steps, which step-wise schedules (cosine, onecycle) span: Lightning's estimate counts
+    loader items, and the loader of step groups has no length."""
+    estimate = trainer.estimated_stepping_batches  # loads the training data, which makes the step plan
+    stepped = find_stepped_loop(trainer)
+    if stepped is None or stepped.plan.size == 1:
+        return int(estimate)  # one optimizer step per loader item
+    per_epoch = stepped.steps_per_epoch or 1
+    by_epochs = per_epoch * trainer.max_epochs if trainer.max_epochs not in (None, -1) else math.inf
+    by_steps = trainer.max_steps if trainer.max_steps not in (None, -1) else math.inf
+    budget = min(by_epochs, by_steps)
+    return int(budget) if math.isfinite(budget) else per_epoch
 
 
 class Classifier(pl.LightningModule):
@@ -201,9 +217,7 @@ class Classifier(pl.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         params = self.finetune.param_groups(self.optimizer_cfg) if self.finetune is not None else self.network
         optimizer = build_optimizer(self.optimizer_cfg, params)
-        # len(train loader) counts optimizer steps and accumulation happens in the loader's groups, so Lightning's
-        # estimate is the optimizer-step budget
-        total_steps = int(self.trainer.estimated_stepping_batches)
+        total_steps = optimizer_step_budget(self.trainer)
         scheduler = build_scheduler(self.scheduler_cfg, optimizer, total_steps)
         if scheduler is None:
             return {"optimizer": optimizer}
