@@ -14,6 +14,7 @@ charged to training only with `charge_compile`.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -24,6 +25,8 @@ from pytorch_lightning.callbacks import Callback
 from trainspeed.callbacks.stepped_loop import find_stepped_loop
 from trainspeed.step_groups import StepGroup
 
+log = logging.getLogger(__name__)
+
 
 class TrainClock(Callback):
     """Counts training seconds and samples seen; its state is checkpointed so a resumed run keeps counting."""
@@ -33,7 +36,9 @@ class TrainClock(Callback):
         self.seconds = 0.0
         self.samples = 0
         self.compile_seconds = 0.0
+        self.recompilations = 0  # graphs torch.compile built while the clock ran (charged to training)
         self._started_at: float | None = None
+        self._graphs_at_start = 0
         self._epoch_steps = 0  # optimizer steps done in the current epoch
 
     @property
@@ -48,6 +53,8 @@ class TrainClock(Callback):
             torch.cuda.synchronize(trainer.strategy.root_device)
         self.seconds += time.perf_counter() - self._started_at
         self._started_at = None
+        if self.compiled:
+            self.recompilations += _compiled_graphs() - self._graphs_at_start
 
     def epochs(self, trainer: pl.Trainer) -> float:
         """Epochs completed, fractional: the current epoch plus the share of its optimizer steps done."""
@@ -73,6 +80,8 @@ class TrainClock(Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         if self._started_at is None:
+            if self.compiled:
+                self._graphs_at_start = _compiled_graphs()
             self._started_at = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
@@ -95,6 +104,12 @@ class TrainClock(Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.pause(trainer)
+        if self.recompilations:
+            log.warning(
+                "torch.compile compiled %d graph(s) during training (a new input shape or a changed module); "
+                "their compilation time is in train_seconds",
+                self.recompilations,
+            )
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         self.pause(trainer)
@@ -107,6 +122,13 @@ class TrainClock(Callback):
         self.seconds = float(state_dict["seconds"])
         self.samples = int(state_dict["samples"])
         self.compile_seconds = float(state_dict.get("compile_seconds", 0.0))
+
+
+def _compiled_graphs() -> int:
+    """Graphs torch.compile has built in this process so far."""
+    from torch._dynamo.utils import counters  # imported only when compiling
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 def find_clock(trainer: pl.Trainer) -> TrainClock | None:
