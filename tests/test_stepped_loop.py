@@ -4,6 +4,9 @@ validation steps and time-to-target step as one step per iteration (deterministi
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -158,3 +161,47 @@ def test_resuming_at_a_checkpoint_continues_exactly(make_config, step):
         assert torch.equal(a, b)
     assert resumed["global_step"] == whole["global_step"] == 60
     assert resumed["lrs"] == whole["lrs"][step:]
+
+
+DDP_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+import pytorch_lightning as pl
+from conftest import compose_config
+from pathlib import Path
+from trainspeed.data import build_datamodule
+from trainspeed.model import build_network
+from trainspeed.training.classifier import Classifier
+from trainspeed.training.trainer_factory import build_trainer
+
+cfg = compose_config(["trainer=ddp_cpu", *{base!r}, "trainer.max_steps=15"], Path("run"))
+datamodule = build_datamodule(cfg.data, cfg.seed)
+network = build_network(cfg, datamodule.input_shape, datamodule.num_classes)
+module = Classifier(network, cfg.optimizer, cfg.scheduler, datamodule.num_classes, 10)
+
+class Report(pl.Callback):
+    def on_train_end(self, trainer, pl_module):
+        total = float(sum(p.double().sum() for p in pl_module.parameters()))
+        print("rank", trainer.global_rank, "step", trainer.global_step, "params", repr(total), flush=True)
+
+parts = build_trainer(cfg)
+parts.trainer.callbacks.append(Report())
+parts.trainer.fit(module, datamodule=datamodule)
+"""
+
+
+@pytest.mark.slow
+def test_ddp_averages_gradients_every_step(tmp_path):
+    """Two CPU processes see different halves of each batch; with gradients averaged every step their
+    parameters stay identical."""
+    base = [b for b in BASE if "accelerator" not in b and "deterministic" not in b]
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent), base=base))
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "WANDB_MODE": "offline"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    reports = sorted(line.split() for line in result.stdout.splitlines() if line.startswith("rank "))
+    assert [r[1] for r in reports] == ["0", "1"] and {r[3] for r in reports} == {"15"}
+    assert reports[0][5] == reports[1][5]
