@@ -1,130 +1,194 @@
-"""How much does trainspeed add to a training step? Ratios against plain PyTorch, measured in one process.
+"""How fast is a trainspeed training step next to a hand-written PyTorch loop? Measured in one process.
 
-    .venv/bin/python scripts/benchmark_step.py [--steps 600] [--repeats 3]
+    .venv/bin/python scripts/benchmark_step.py [--repeats 5] [--cases mlp,cnn,resnet18] [--threads N] [--quick]
 
-Baseline: a hand-written PyTorch loop (index-batched tensors, Adam) on the digits MLP 64-256-256-10, batch 64.
-Compared: the same loop over a torch DataLoader(TensorDataset) and trainspeed's full training path (Lightning
-Trainer, Classifier, training clock, time-to-target, divergence guard, metrics logged every 10 steps), timed by
-trainspeed's own training clock. Prints milliseconds per step (best of --repeats) and the ratio to the baseline.
+For each case the same network (built by trainspeed's builders from the same seed) trains on the same data for the
+same number of optimizer steps, three ways:
+  (a) plain   a PyTorch loop written here: index-batched tensors, zero_grad / forward / backward / step
+  (b) lean    trainspeed (Lightning Trainer, Classifier, clock, time-to-target, divergence guard) with loggers,
+              callbacks and progress bar off
+  (c) default trainspeed with its defaults: csv + W&B (offline) loggers, checkpoints, LR monitor, progress bar
+(b) and (c) are timed by trainspeed's own training clock (what summary.json reports as train_seconds); (a) by the
+wall clock around its loop. Warm-up is excluded: every case runs once untimed first, and the clock starts after
+trainspeed's own warm-up. Each figure is the median of --repeats runs, with the min-max spread; the ratios are the
+plain loop's speed over trainspeed's (1.00 = as fast as the plain loop). CUDA cases (fp32 and bf16) run when a GPU
+is present.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import statistics
+import tempfile
 import time
 import warnings
+from pathlib import Path
+from types import SimpleNamespace
 
-import pytorch_lightning as pl
-import torch
-import torch.nn.functional as F
-from omegaconf import OmegaConf
-from torch.utils.data import DataLoader, TensorDataset
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
 
-from trainspeed.callbacks.divergence import DivergenceGuard
-from trainspeed.callbacks.time_to_target import TimeToTarget
-from trainspeed.callbacks.train_clock import TrainClock
-from trainspeed.data import build_datamodule
-from trainspeed.model import build_network
-from trainspeed.quiet import quiet_library_noise
-from trainspeed.training.classifier import Classifier
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.core.global_hydra import GlobalHydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import open_dict  # noqa: E402
 
-CFG = OmegaConf.create(
-    {
-        "data": {
-            "name": "digits",
-            "batch_size": 64,
-            "eval_batch_size": 1024,
-            "image_size": None,
-            "val_fraction": 0.15,
-            "test_fraction": 0.15,
-            "classes": None,
-        },
-        "model": {"family": "mlp", "depth": 2, "width": 256, "dropout": 0.0},
-        "activation": {"name": "relu"},
-        "normalization": {"name": "none"},
-        "initializer": {"name": "default"},
-        "optimizer": {"name": "adam", "lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.0},
-        "scheduler": {"name": "none"},
-    }
-)
+from trainspeed.callbacks import train_clock  # noqa: E402
+from trainspeed.config_paths import CONFIG_NAME, config_dir  # noqa: E402
+from trainspeed.data import build_datamodule  # noqa: E402
+from trainspeed.data.index_loader import IndexBatchLoader  # noqa: E402
+from trainspeed.job import run_job  # noqa: E402
+from trainspeed.model import build_network  # noqa: E402
+from trainspeed.optim.optimizers import build_optimizer  # noqa: E402
+from trainspeed.quiet import quiet_library_noise  # noqa: E402
 
-
-def _network_and_data():
-    torch.manual_seed(0)
-    dm = build_datamodule(CFG.data, seed=0)
-    return build_network(CFG, dm.input_shape, dm.num_classes)[0], dm
+SYNTHETIC = ["data=synthetic", "data.shape=[3,32,32]", "data.batch_size=64", "data.num_samples=2048"]
+CASES = {  # name: (overrides, optimizer steps)
+    "mlp": (["data=digits", "model=mlp"], 600),
+    "cnn": ([*SYNTHETIC, "model=cnn"], 150),
+    "resnet18": ([*SYNTHETIC, "model=timm", "model.name=resnet18"], 30),
+}
+LEAN = [
+    "logger=none",
+    "callbacks=none",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_checkpointing=false",
+]
+COMMON = ["run_test=false", "seed=0", "target.value=0.999", "trainer.max_epochs=-1", "optimizer=adam"]
 
 
-def plain_loop(steps: int, use_dataloader: bool) -> float:
-    """Seconds per step of a plain PyTorch training loop."""
-    network, dm = _network_and_data()
-    x, y = dm.splits.train
-    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
-    if use_dataloader:
-        loader = DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True)
-    else:
-        loader = None
-    done, start = 0, time.perf_counter()
-    while done < steps:
-        if loader is not None:
-            batches = iter(loader)
-        else:
-            order = torch.randperm(len(y))
-            batches = ((x[order[i : i + 64]], y[order[i : i + 64]]) for i in range(0, len(y), 64))
-        for xb, yb in batches:
-            loss = F.cross_entropy(network(xb), yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            done += 1
-            if done == steps:
-                break
-    return (time.perf_counter() - start) / steps
+def compose_config(overrides: list[str], run_dir: Path):
+    """The config `python -m trainspeed.train <overrides>` would run with, writing into run_dir."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(
+            CONFIG_NAME, overrides=[*overrides, f"hydra.run.dir={run_dir}"], return_hydra_config=True
+        )
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.job.name = "benchmark"
+    HydraConfig.instance().set_config(cfg)
+    return cfg
 
 
-def trainspeed_loop(steps: int) -> float:
-    """Seconds per step of trainspeed's training path, by its own training clock."""
-    network, dm = _network_and_data()
-    module = Classifier(network, CFG.optimizer, CFG.scheduler, dm.num_classes, log_every_n_steps=10)
-    clock = TrainClock()
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_steps=steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        log_every_n_steps=10,
-        callbacks=[clock, TimeToTarget(clock, "val/acc", 0.95), DivergenceGuard()],
-    )
-    trainer.fit(module, datamodule=dm)
-    return clock.seconds / trainer.global_step
+def plain_loop(cfg, steps: int) -> float:
+    """Seconds per step of a hand-written loop over the same network, data, optimizer and batch order."""
+    torch.manual_seed(cfg.seed)
+    dm = build_datamodule(cfg.data, cfg.seed)
+    device = torch.device("cuda" if cfg.trainer.accelerator == "gpu" else "cpu")
+    network = build_network(cfg, dm.input_shape, dm.num_classes)[0].to(device)
+    optimizer = build_optimizer(cfg.optimizer, network)
+    x, y = (t.to(device) for t in dm.splits.train)
+    loader = IndexBatchLoader(x, y, int(cfg.data.batch_size), shuffle=True, seed=cfg.seed)
+    bf16 = cfg.trainer.precision == "bf16-mixed"
+    network.train()
+
+    def run(n: int) -> None:
+        done = 0
+        while done < n:
+            for xb, yb in loader:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    loss = F.cross_entropy(network(xb), yb)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                done += 1
+                if done == n:
+                    return
+            loader.sampler.set_epoch(loader.sampler.epoch + 1)
+
+    run(3)  # warm-up, as trainspeed does before its clock starts
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = train_clock.time.perf_counter()  # the training clock's own timer (see --timer)
+    run(steps)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (train_clock.time.perf_counter() - start) / steps
+
+
+def trainspeed_run(overrides: list[str], steps: int, folder: Path) -> float:
+    """Seconds per optimizer step by trainspeed's training clock."""
+    run_dir = Path(tempfile.mkdtemp(dir=folder))
+    summary = run_job(compose_config([*overrides, f"trainer.max_steps={steps}"], run_dir))
+    assert summary["steps"] == steps, summary
+    return summary["train_seconds"] / summary["steps"]
+
+
+def measure(fn, repeats: int) -> tuple[float, float, float]:
+    fn()  # untimed: first-call costs of this configuration
+    times = [fn() for _ in range(repeats)]
+    return statistics.median(times), min(times), max(times)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated: " + ", ".join(CASES))
+    parser.add_argument("--steps-factor", type=float, default=1.0, help="scale every case's step count")
+    parser.add_argument("--quick", action="store_true", help="a tiny run (MLP, 20 steps, 1 repeat) for tests")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
+    parser.add_argument(
+        "--timer",
+        choices=("wall", "thread"),
+        default="wall",
+        help="thread: CPU seconds of the training thread instead of wall seconds, for a machine shared with other "
+        "work (use with --threads 1, so that all compute runs in that thread)",
+    )
+    parser.add_argument("--extra", nargs="*", default=[], help="overrides for both trainspeed runs")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if (
+        args.timer == "thread"
+    ):  # both the plain loop and trainspeed's clock read train_clock.time.perf_counter
+        train_clock.time = SimpleNamespace(perf_counter=time.thread_time)
+    if args.quick:
+        args.cases, args.repeats, args.steps_factor = "mlp", 1, 20 / CASES["mlp"][1]
     quiet_library_noise()
     warnings.filterwarnings("ignore")
-    os.environ.setdefault("PL_DISABLE_FORK", "1")
+    for name in ("pytorch_lightning", "lightning", "lightning_fabric", "trainspeed"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    devices = [("cpu", "32-true")]
+    if torch.cuda.is_available():
+        devices += [("gpu", "32-true"), ("gpu", "bf16-mixed")]
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} steps, best of {args.repeats}"
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {args.timer} time, "
+        f"median of {args.repeats} (min-max)"
     )
-    runs = {
-        "plain PyTorch, index batches (baseline)": lambda: plain_loop(args.steps, use_dataloader=False),
-        "plain PyTorch, DataLoader(TensorDataset)": lambda: plain_loop(args.steps, use_dataloader=True),
-        "trainspeed (Lightning + clock + metrics)": lambda: trainspeed_loop(args.steps),
-    }
-    plain_loop(100, use_dataloader=False)  # warm-up: first-call allocations and kernels
-    best = {name: min(fn() for _ in range(args.repeats)) for name, fn in runs.items()}
-    baseline = next(iter(best.values()))
-    for name, seconds in best.items():
-        print(f"{name:44s} {seconds * 1e3:7.3f} ms/step   x{seconds / baseline:5.2f}")
+    header = (
+        f"{'case':22s} {'steps':>5s} {'(a) plain':>20s} {'(b) lean':>20s} {'(c) default':>20s}  a/b   a/c"
+    )
+    print(header)
+    with tempfile.TemporaryDirectory() as tmp:
+        for accelerator, precision in devices:
+            for case in args.cases.split(","):
+                overrides, steps = CASES[case]
+                steps = max(int(steps * args.steps_factor), 2)
+                device = [
+                    f"trainer.accelerator={accelerator}",
+                    "trainer.devices=1",
+                    f"trainer.precision={precision}",
+                ]
+                base = [*COMMON, *overrides, *device, *args.extra]
+                cfg = compose_config([*base, f"trainer.max_steps={steps}"], Path(tmp))
+                plain = measure(lambda cfg=cfg, steps=steps: plain_loop(cfg, steps), args.repeats)
+                lean = measure(lambda: trainspeed_run([*base, *LEAN], steps, Path(tmp)), args.repeats)
+                full = measure(lambda: trainspeed_run(base, steps, Path(tmp)), args.repeats)
+                label = f"{case} {accelerator}" + (" bf16" if precision.startswith("bf16") else "")
+                cells = " ".join(
+                    f"{m * 1e3:7.3f} ({lo * 1e3:.3f}-{hi * 1e3:.3f})" for m, lo, hi in (plain, lean, full)
+                )
+                print(f"{label:22s} {steps:5d} {cells}  {plain[0] / lean[0]:.2f}  {plain[0] / full[0]:.2f}")
+    print(
+        "ms/step; a/b and a/c: the plain loop's step time over trainspeed's (speed relative to the plain loop)"
+    )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from trainspeed.tracking.redact import scrub
 from trainspeed.tracking.wandb_logger import finish_wandb_runs, start_wandb_runs
 from trainspeed.training.classifier import Classifier
 from trainspeed.training.finetune import plan_finetune
-from trainspeed.training.trainer_factory import TrainerParts, build_trainer
+from trainspeed.training.trainer_factory import STEP_KEYS, TrainerParts, build_trainer
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,14 @@ class JobRecorder:
             run_mode=cfg.get("run_mode"),
             resolution_steps=parts.time_to_target.resolution_steps if parts else None,
             error=error,
+            compile_seconds=self._compile_seconds(),
         )
+
+    def _compile_seconds(self) -> float | None:
+        """torch.compile's time, kept out of train_seconds unless trainer.charge_compile (null: not compiled)."""
+        if self.parts is None or not self.cfg.trainer.get("compile"):
+            return None
+        return self.parts.clock.compile_seconds
 
     @property
     def interrupted(self) -> bool:
@@ -162,7 +169,13 @@ def run_job(cfg: DictConfig, resume_from: str | None = None) -> Summary:
         network = _prepare_network(cfg, network)
         plan = plan_finetune(cfg.get("finetune"), network, weights)  # freezes the backbone where it says so
         module = Classifier(
-            network, cfg.optimizer, cfg.scheduler, datamodule.num_classes, cfg.trainer.log_every_n_steps, plan
+            network,
+            cfg.optimizer,
+            cfg.scheduler,
+            datamodule.num_classes,
+            cfg.trainer.log_every_n_steps,
+            plan,
+            **{key: cfg.trainer.get(key) for key in STEP_KEYS if cfg.trainer.get(key) is not None},
         )
         checkpoint = resume_from or checkpoint_to_resume(
             recorder.run_dir, cfg.get("resume"), cfg.get("ckpt_path")

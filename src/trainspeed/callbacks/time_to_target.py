@@ -8,6 +8,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
+from trainspeed.callbacks.stepped_loop import find_stepped_loop
 from trainspeed.callbacks.train_clock import TrainClock
 
 
@@ -39,6 +40,10 @@ class TimeToTarget(Callback):
         return value >= self.target if self.mode == "max" else value <= self.target
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        stepped = find_stepped_loop(trainer)
+        if stepped is not None:  # Lightning's val_check_batch counts iterations, which may hold several steps
+            self.resolution_steps = stepped.validation_every(trainer)
+            return
         every = getattr(trainer, "val_check_batch", None)
         if isinstance(every, int | float) and math.isfinite(every):
             self.resolution_steps = int(every) * int(trainer.check_val_every_n_epoch or 1)

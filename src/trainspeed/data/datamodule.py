@@ -6,6 +6,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
+from trainspeed.callbacks.stepped_loop import find_stepped_loop
 from trainspeed.data.index_loader import IndexBatchLoader
 from trainspeed.data.sources import load_splits
 from trainspeed.data.splits import Splits, resize, standardize
@@ -50,20 +51,30 @@ class TensorDataModule(pl.LightningDataModule):
         return IndexBatchLoader(x, y, batch_size, shuffle, seed=self.seed, rank=rank, world_size=world)
 
     def train_dataloader(self) -> IndexBatchLoader:
-        self._train_loader = self._loader("train", self.batch_size, shuffle=True)
+        self._train_loader = loader = self._loader("train", self.batch_size, shuffle=True)
+        stepped = find_stepped_loop(self.trainer)
+        if stepped is not None:  # groups of optimizer steps, each `accumulate` batches
+            loader.accumulate = stepped.accumulate
+            loader.plan = stepped.make_plan(self.trainer, loader.steps_per_epoch)
         if self._resume_position is not None:
-            self._train_loader.resume_at(self._resume_position)
-        return self._train_loader
+            loader.resume_at(self._resume_position)
+            # the epoch is known now: Lightning may fetch the first group before it sets the epoch
+            loader.sampler.set_epoch(self._resume_position["epoch"])
+        return loader
 
     # The training position is checkpointed here rather than through Lightning's stateful-dataloader hooks, which
     # miss a loader created early (Trainer.estimated_stepping_batches builds one before the checkpoint is restored).
-    # It counts the batches Lightning finished processing, not those handed out: a checkpoint written on Ctrl-C may
-    # come after a batch was fetched but before it was trained on.
+    # It counts the iterations Lightning finished processing, not those handed out: a checkpoint written on Ctrl-C
+    # may come after a batch was fetched but before it was trained on. "batches_done" counts optimizer steps.
     def state_dict(self) -> dict[str, int]:
         if self.trainer is None or self._train_loader is None:
             return {}
-        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
-        return {"epoch": self._train_loader.sampler.epoch, "batches_done": int(progress.processed)}
+        loader = self._train_loader
+        groups = int(self.trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+        steps, epoch = loader.steps_done(groups), loader.sampler.epoch
+        if steps >= loader.steps_per_epoch:  # the epoch is done: resume at the next one's start
+            return {"epoch": epoch + 1, "batches_done": 0, "groups_done": 0}
+        return {"epoch": epoch, "batches_done": steps, "groups_done": groups}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         if state_dict:

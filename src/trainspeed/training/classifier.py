@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
@@ -9,23 +10,50 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from omegaconf import DictConfig
+from pytorch_lightning.strategies import SingleDeviceStrategy
+from pytorch_lightning.utilities.model_helpers import is_overridden
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from trainspeed.callbacks.stepped_loop import find_stepped_loop
 from trainspeed.optim.optimizers import build_optimizer
 from trainspeed.optim.schedulers import build_scheduler
+from trainspeed.step_groups import StepGroup
 
 if TYPE_CHECKING:
     from trainspeed.training.finetune import FinetunePlan
+
+# Lightning hooks called around each optimizer step; a callback that overrides one gets the wrapped step
+STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step", "on_before_zero_grad")
+
+
+def optimizer_step_budget(trainer: pl.Trainer) -> int:
+    """The run's optimizer steps, which step-wise schedules (cosine, onecycle) span: Lightning's estimate counts
+    loader items, and the loader of step groups has no length."""
+    estimate = trainer.estimated_stepping_batches  # loads the training data, which makes the step plan
+    stepped = find_stepped_loop(trainer)
+    if stepped is None or stepped.plan.size == 1:
+        return int(estimate)  # one optimizer step per loader item
+    per_epoch = stepped.steps_per_epoch or 1
+    by_epochs = per_epoch * trainer.max_epochs if trainer.max_epochs not in (None, -1) else math.inf
+    by_steps = trainer.max_steps if trainer.max_steps not in (None, -1) else math.inf
+    budget = min(by_epochs, by_steps)
+    return int(budget) if math.isfinite(budget) else per_epoch
 
 
 class Classifier(pl.LightningModule):
     """Trains `network` on (x, y) batches; logs train/loss, train/acc, lr, val/loss, val/acc, val/acc_best, test/acc.
 
-    The training step keeps its own cost small because training time is what the product measures: loss and
-    correct counts accumulate on the device and are logged every `log_every_n_steps` optimizer steps (a `self.log`
-    or a torchmetrics update per step would each cost about as much as a whole small step, and `.item()` would
-    force a device sync).
+    Training time is what the product measures, so the training step keeps the framework's cost small:
+    - Manual optimization over groups of optimizer steps (trainspeed.callbacks.stepped_loop): one Lightning
+      iteration runs several steps. Each step zero-grads, runs forward and backward over its `accumulate` batches,
+      clips, steps the optimizer and the per-step schedulers, and counts itself in `global_step`.
+    - On one device without a gradient scaler, and when no callback listens to the per-step hooks (on_before_backward,
+      on_after_backward, on_before_optimizer_step, on_before_zero_grad), the step calls the optimizer and backward
+      directly; otherwise it goes through Lightning's optimizer wrapper and `manual_backward` (DDP's gradient
+      averaging, AMP's loss scaling and those hooks live there).
+    - Loss and correct counts accumulate on the device and are logged every `log_every_n_steps` optimizer steps
+      (a `self.log` per step would cost about as much as a whole small step; `.item()` would force a device sync).
     """
 
     def __init__(
@@ -36,27 +64,102 @@ class Classifier(pl.LightningModule):
         num_classes: int,
         log_every_n_steps: int = 10,
         finetune: FinetunePlan | None = None,
+        accumulate_grad_batches: int = 1,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
     ) -> None:
         super().__init__()
+        self.automatic_optimization = False
         self.network = network
         self.finetune = finetune  # head / backbone parameter groups and freezing for pretrained weights
         self.optimizer_cfg, self.scheduler_cfg = optimizer_cfg, scheduler_cfg
         self.log_every_n_steps = max(int(log_every_n_steps), 1)
+        self.accumulate = max(int(accumulate_grad_batches), 1)
+        self.clip_val = gradient_clip_val or None
+        self.clip_algorithm = gradient_clip_algorithm or "norm"
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_acc_best = MaxMetric()
         self._loss_sum: torch.Tensor | None = None
         self._correct = self._seen = None
-        self._steps_in_window = 0
+        self._batches_in_window = 0
+        self._direct = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        logits = self.network(x)
-        loss = F.cross_entropy(logits, y)
+    def on_train_start(self) -> None:
+        trainer = self.trainer
+        listened = any(
+            is_overridden(hook, callback, pl.Callback)
+            for callback in trainer.callbacks
+            for hook in STEP_HOOKS
+        ) or any(is_overridden(hook, self, pl.LightningModule) for hook in STEP_HOOKS)
+        self._direct = (
+            isinstance(trainer.strategy, SingleDeviceStrategy)
+            and getattr(trainer.precision_plugin, "scaler", None) is None
+            and not listened
+        )
+
+    def warm_up(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Forward and backward once per batch shape, leaving no trace: random generators, buffers (batch-norm
+        statistics) and gradients are as before. First-call costs (kernel selection, allocator growth, lazy
+        initialization, torch.compile) are then paid here, outside the training clock, by every job alike."""
+        buffers = [buffer.detach().clone() for buffer in self.network.buffers()]
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            for x, y in batches:
+                F.cross_entropy(self.network(x), y).backward()
+        for buffer, saved in zip(self.network.buffers(), buffers, strict=True):
+            buffer.copy_(saved)
+        self.network.zero_grad(set_to_none=True)
+
+    def training_step(self, batch: StepGroup | tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        steps = batch.steps if isinstance(batch, StepGroup) else [[batch]]
+        wrapped = self.optimizers()
+        optimizer = wrapped.optimizer if self._direct else wrapped
+        progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+        for step in steps:
+            optimizer.zero_grad(set_to_none=True)
+            for x, y in step:
+                logits = self.network(x)
+                loss = F.cross_entropy(logits, y)
+                self._count(loss, logits, y)
+                scaled = loss / self.accumulate if self.accumulate > 1 else loss
+                if self._direct:
+                    scaled.backward()
+                else:
+                    self.manual_backward(scaled)
+            if self.clip_val is not None:
+                self.clip_gradients(optimizer, self.clip_val, self.clip_algorithm)
+            optimizer.step()
+            if self._direct:  # the wrapper counts its own steps; a direct step is counted here
+                progress.increment_ready()
+                progress.increment_completed()
+            if self.global_step % self.log_every_n_steps == 0:
+                self._log_train_window()
+            self._step_schedulers("step")
+        if self.trainer.fit_loop.epoch_loop._num_ready_batches_reached():
+            self._step_schedulers(
+                "epoch"
+            )  # where Lightning steps them: after the epoch's last training batch
+
+    def on_train_epoch_end(self) -> None:
+        self._step_schedulers("epoch", plateau=True)  # after validation and the epoch-end callbacks
+
+    def _step_schedulers(self, interval: str, plateau: bool = False) -> None:
+        """What Lightning does for automatic optimization: step each scheduler at its interval; a plateau
+        scheduler reads its monitored metric (and skips while it has not been logged yet)."""
+        for config in self.trainer.lr_scheduler_configs:
+            if config.interval != interval or config.reduce_on_plateau != plateau:
+                continue
+            if not plateau:
+                config.scheduler.step()
+            elif (value := self.trainer.callback_metrics.get(config.monitor)) is not None:
+                config.scheduler.step(value)
+
+    def _count(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
         with torch.no_grad():
             correct = (logits.argmax(dim=1) == y).sum()
             if self._loss_sum is None:
@@ -66,18 +169,16 @@ class Classifier(pl.LightningModule):
                 self._loss_sum += loss.detach()
                 self._correct += correct
                 self._seen += y.shape[0]
-        self._steps_in_window += 1
-        if (self.global_step + 1) % self.log_every_n_steps == 0:
-            self._log_train_window()
-        return loss
+        self._batches_in_window += 1
 
     def _log_train_window(self) -> None:
-        mean_loss = self._loss_sum / self._steps_in_window
-        self.log("train/loss", mean_loss, on_step=True, on_epoch=False, prog_bar=True)
-        self.log("train/acc", self._correct / self._seen, on_step=True, on_epoch=False)
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+        mean_loss = self._loss_sum / self._batches_in_window
+        self.log("train/loss", mean_loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=1)
+        self.log("train/acc", self._correct / self._seen, on_step=True, on_epoch=False, batch_size=1)
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        self.log("lr", lr, on_step=True, on_epoch=False, batch_size=1)
         self._loss_sum = self._correct = self._seen = None
-        self._steps_in_window = 0
+        self._batches_in_window = 0
 
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], loss: MeanMetric, accuracy) -> None:
         x, y = batch
@@ -114,7 +215,7 @@ class Classifier(pl.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         params = self.finetune.param_groups(self.optimizer_cfg) if self.finetune is not None else self.network
         optimizer = build_optimizer(self.optimizer_cfg, params)
-        total_steps = int(self.trainer.estimated_stepping_batches)
+        total_steps = optimizer_step_budget(self.trainer)
         scheduler = build_scheduler(self.scheduler_cfg, optimizer, total_steps)
         if scheduler is None:
             return {"optimizer": optimizer}

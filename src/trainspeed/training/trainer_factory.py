@@ -11,12 +11,15 @@ from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 
 from trainspeed.callbacks.divergence import DivergenceGuard
 from trainspeed.callbacks.rng_state import RngState
+from trainspeed.callbacks.stepped_loop import SteppedLoop
 from trainspeed.callbacks.time_to_target import TimeToTarget
 from trainspeed.callbacks.train_clock import TrainClock
 from trainspeed.record.resumable_csv import ResumableCSVLogger
 
 # trainer.* keys that are trainspeed's own, not Lightning Trainer arguments
-OWN_TRAINER_KEYS = ("compile", "channels_last")
+OWN_TRAINER_KEYS = ("compile", "charge_compile", "channels_last", "steps_per_iteration")
+# Lightning settings the training step applies itself (manual optimization; see training/classifier.py)
+STEP_KEYS = ("accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm")
 
 
 @dataclass
@@ -40,7 +43,7 @@ def build_trainer(cfg: DictConfig, resume_step: int | None = None) -> TrainerPar
 
     `resume_step`: the global step of the checkpoint a resumed run starts from (metrics.csv keeps earlier rows)."""
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-    for key in OWN_TRAINER_KEYS:
+    for key in (*OWN_TRAINER_KEYS, *STEP_KEYS):
         kwargs.pop(key, None)
     callbacks = _instantiate_all(cfg.get("callbacks"))
     # Lightning refuses a progress bar or checkpoint callback that its own switches turned off: honour the switch
@@ -51,7 +54,13 @@ def build_trainer(cfg: DictConfig, resume_step: int | None = None) -> TrainerPar
         callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
     if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
         kwargs["enable_checkpointing"] = False  # else Lightning adds its own (epoch=…-step=….ckpt)
-    clock = TrainClock()
+    trainer_cfg = cfg.trainer
+    clock = TrainClock(
+        compiled=bool(trainer_cfg.get("compile")), charge_compile=bool(trainer_cfg.get("charge_compile"))
+    )
+    stepped = SteppedLoop(
+        trainer_cfg.get("steps_per_iteration", 1), trainer_cfg.get("accumulate_grad_batches", 1)
+    )
     target = cfg.target
     stop = bool(target.get("stop"))  # resolved by run_mode.resolve_run_mode (null: stop in sweeps)
     time_to_target = TimeToTarget(
@@ -65,7 +74,7 @@ def build_trainer(cfg: DictConfig, resume_step: int | None = None) -> TrainerPar
             logger.resume_step = resume_step
     trainer = pl.Trainer(
         **kwargs,
-        callbacks=[clock, time_to_target, divergence, RngState(), *callbacks],
+        callbacks=[stepped, clock, time_to_target, divergence, RngState(), *callbacks],
         logger=loggers or False,
     )
     return TrainerParts(trainer, clock, time_to_target, divergence)

@@ -105,6 +105,17 @@ def check_trainer(trainer: dict[str, Any]) -> None:
         )
     if min_epochs is not None and max_epochs is not None and max_epochs != -1 and min_epochs > max_epochs:
         raise ConfigError("trainer.min_epochs", min_epochs, f"an integer ≤ trainer.max_epochs={max_epochs}")
+    accumulate, devices = trainer.get("accumulate_grad_batches", 1), trainer.get("devices")
+    several = (
+        (isinstance(devices, int) and devices > 1) or isinstance(devices, list | tuple) and len(devices) > 1
+    )
+    if accumulate > 1 and (several or "ddp" in str(trainer.get("strategy"))):
+        raise ConfigError(
+            "trainer.accumulate_grad_batches",
+            accumulate,
+            "1 with several devices (raise data.batch_size: each device takes a batch per step)",
+            problem="accumulation runs inside one training step, which DDP synchronizes once",
+        )
     needs_gpu = trainer.get("precision") in GPU_ONLY_PRECISIONS or bool(trainer.get("sync_batchnorm"))
     if trains_on_cpu(trainer, needs_gpu):
         on = "trainer.accelerator=cpu" if trainer.get("accelerator") == "cpu" else "this machine has no GPU"

@@ -147,6 +147,7 @@ TRAINER: dict[str, Rule] = {
     "num_sanity_val_steps": Integer(ge=-1),
     "log_every_n_steps": Integer(ge=1),
     "accumulate_grad_batches": Integer(ge=1),
+    "steps_per_iteration": Integer(ge=1),
     "gradient_clip_val": Number(ge=0, nullable=True),
     "gradient_clip_algorithm": Choice(("norm", "value"), nullable=True),
     "deterministic": AnyOf((Flag(nullable=True), Exactly("warn"))),
@@ -164,6 +165,7 @@ TRAINER: dict[str, Rule] = {
             "barebones",
             "sync_batchnorm",
             "compile",
+            "charge_compile",
             "channels_last",
         )
     },  # fmt: skip

@@ -1,0 +1,144 @@
+"""Several optimizer steps per Lightning iteration, with every cadence still counted in optimizer steps.
+
+A Lightning loop iteration costs a fixed ~0.5 ms of hooks, progress bookkeeping and logging decisions on a CPU, as
+much as a whole step of a small network (Keras's `steps_per_execution` answers the same cost). So the training
+loader hands Lightning a *group* of up to `trainer.steps_per_iteration` optimizer steps at a time and the module
+runs them in one `training_step`. Groups are cut so that every event still lands on its exact optimizer step:
+a group ends at each multiple of `log_every_n_steps`, of every checkpoint's `every_n_train_steps`, of the
+validation cadence, at `max_steps` and at the epoch's end. This callback keeps Lightning's counters in optimizer
+steps: the logger step advances with the group and the validation check counts steps. The loader has no length
+(the number of groups differs by epoch), so Lightning finds an epoch's last group by looking one ahead.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from functools import partial
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+
+from trainspeed.step_groups import StepGroup, StepPlan
+
+log = logging.getLogger(__name__)
+
+
+def _validation_every(trainer: pl.Trainer, steps_per_epoch: int) -> tuple[int | None, bool]:
+    """(optimizer steps between validations, whether counted globally); None: only at the epoch's end."""
+    interval = trainer.val_check_interval
+    global_count = trainer.check_val_every_n_epoch is None
+    if isinstance(interval, int):
+        return interval, global_count
+    if isinstance(interval, float) and interval < 1.0:
+        return max(1, int(steps_per_epoch * interval)), False
+    return None, False
+
+
+class SteppedLoop(Callback):
+    """Runs up to `steps_per_iteration` optimizer steps per Lightning iteration (see the module docstring).
+
+    Falls back to one step per iteration where Lightning's own batch counting would disagree with steps:
+    several devices (DDP synchronizes per forward call), `limit_train_batches`, `overfit_batches`,
+    `fast_dev_run`, and validation at a fraction of an epoch or by time."""
+
+    def __init__(self, steps_per_iteration: int = 1, accumulate: int = 1) -> None:
+        self.requested = max(int(steps_per_iteration), 1)
+        self.accumulate = max(int(accumulate), 1)  # batches per optimizer step
+        self.plan = StepPlan()
+        self.steps_per_epoch: int | None = None
+
+    def _size(self, trainer: pl.Trainer) -> int:
+        limits = {
+            "devices": trainer.world_size > 1,
+            "limit_train_batches": trainer.limit_train_batches not in (None, 1.0),
+            "overfit_batches": trainer.overfit_batches > 0,
+            "fast_dev_run": bool(trainer.fast_dev_run),
+            "val_check_interval": trainer._val_check_time_interval is not None
+            or (isinstance(trainer.val_check_interval, float) and trainer.val_check_interval < 1.0),
+        }
+        reasons = [name for name, on in limits.items() if on]
+        if reasons and self.requested > 1:
+            log.info(
+                "one optimizer step per iteration (steps_per_iteration ignored with %s)", ", ".join(reasons)
+            )
+            return 1
+        return self.requested
+
+    def make_plan(self, trainer: pl.Trainer, steps_per_epoch: int) -> StepPlan:
+        """The grouping for this trainer, given the loader's optimizer steps per epoch."""
+        self.steps_per_epoch = steps_per_epoch
+        size = self._size(trainer)
+        every = {trainer.log_every_n_steps} if trainer.log_every_n_steps else set()
+        every |= {
+            c._every_n_train_steps
+            for c in trainer.callbacks
+            if isinstance(c, ModelCheckpoint) and c._every_n_train_steps
+        }
+        val_every, global_count = _validation_every(trainer, steps_per_epoch)
+        epoch_every: set[int] = set()
+        if val_every:
+            (every if global_count else epoch_every).add(val_every)
+        stop_at = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
+        self.plan = StepPlan(size, tuple(sorted(every)), tuple(sorted(epoch_every)), stop_at)
+        return self.plan
+
+    def epoch_length(self, trainer: pl.Trainer) -> int | float:
+        """Optimizer steps per epoch (Lightning's count, limits included, when each iteration is one step)."""
+        if self.plan.size > 1 and self.steps_per_epoch:
+            return self.steps_per_epoch
+        return trainer.num_training_batches
+
+    def validation_every(self, trainer: pl.Trainer) -> int | None:
+        """Optimizer steps between validations (the time-to-target resolution)."""
+        length = self.epoch_length(trainer)
+        if not length or not math.isfinite(length):
+            return None
+        every, _ = _validation_every(trainer, int(length))
+        return every if every is not None else int(length) * int(trainer.check_val_every_n_epoch or 1)
+
+    def steps_in_epoch(self, trainer: pl.Trainer) -> int:
+        return trainer.global_step - trainer.current_epoch * (self.steps_per_epoch or 0)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            loop = trainer.fit_loop.epoch_loop
+            loop._should_check_val_fx = partial(self._should_validate, trainer, loop._should_check_val_fx)
+
+    def _should_validate(self, trainer: pl.Trainer, lightning_check, data_fetcher) -> bool:
+        """Lightning's check, with its batch-index cadence replaced by the same cadence in optimizer steps."""
+        loop = trainer.fit_loop.epoch_loop
+        every, global_count = _validation_every(trainer, self.steps_per_epoch or 1)
+        if self.plan.size == 1:
+            return lightning_check(data_fetcher)
+        if not loop._should_check_val_epoch():
+            return False
+        if trainer.should_stop and trainer.fit_loop._can_stop_early:
+            return True
+        if every is None:
+            return loop.batch_progress.is_last_batch
+        count = trainer.global_step if global_count else self.steps_in_epoch(trainer)
+        return count % every == 0
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Resumed from a checkpoint written after an epoch's last group: Lightning counts that epoch as done and
+        # starts the next one, but clears the finished epoch's batch progress only when it reaches the loader's
+        # length, which a loader of groups has not; with a finite count for this one check, it does.
+        loop = trainer.fit_loop.epoch_loop
+        if self.plan.size > 1 and loop.restarting and loop.batch_progress.is_last_batch:
+            trainer.fit_loop.max_batches = loop.batch_progress.current.completed + 1
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch: Any, batch_idx: int) -> None:
+        if trainer.fit_loop.max_batches != math.inf:  # the count set on start has served
+            trainer.fit_loop.max_batches = math.inf
+        # Lightning adds one logger step per iteration; the rest of the group's steps are added here, before any
+        # callback asks whether this iteration logs (LearningRateMonitor does so in on_train_batch_start)
+        if isinstance(batch, StepGroup) and len(batch) > 1:
+            trainer.fit_loop.epoch_loop._batches_that_stepped += len(batch) - 1
+
+
+def find_stepped_loop(trainer: pl.Trainer | None) -> SteppedLoop | None:
+    if trainer is None:
+        return None
+    return next((c for c in trainer.callbacks if isinstance(c, SteppedLoop)), None)

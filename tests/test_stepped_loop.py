@@ -1,0 +1,207 @@
+"""Several optimizer steps per Lightning iteration change no result: same parameters, steps, learning rates,
+validation steps and time-to-target step as one step per iteration (deterministic CPU, same seed)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainspeed.data import build_datamodule
+from trainspeed.model import build_network
+from trainspeed.step_groups import StepPlan
+from trainspeed.training.classifier import Classifier
+from trainspeed.training.trainer_factory import STEP_KEYS, build_trainer
+
+BASE = [
+    "trainer.enable_progress_bar=false",
+    "trainer.accelerator=cpu",
+    "trainer.deterministic=true",
+    "run_test=false",
+    "logger=csv",
+    "model.width=32",
+    "seed=1",
+]
+
+
+def _train(cfg, ckpt_path: Path | None = None) -> dict:
+    """What run_job does up to fit, keeping the objects a test needs to look at."""
+    torch.manual_seed(cfg.seed)
+    datamodule = build_datamodule(cfg.data, cfg.seed)
+    network = build_network(cfg, datamodule.input_shape, datamodule.num_classes)
+    steps = {key: cfg.trainer[key] for key in STEP_KEYS if cfg.trainer.get(key) is not None}
+    module = Classifier(
+        network, cfg.optimizer, cfg.scheduler, datamodule.num_classes, cfg.trainer.log_every_n_steps, **steps
+    )
+    parts = build_trainer(cfg)
+    lrs: list[float] = []
+    module.configure_optimizers = _recording(module.configure_optimizers, lrs)
+    parts.trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    with open(Path(cfg.trainer.default_root_dir) / "metrics.csv") as file:
+        rows = list(csv.DictReader(file))
+    return {
+        "params": [p.detach().clone() for p in network.parameters()],
+        "global_step": parts.trainer.global_step,
+        "lrs": lrs,
+        "val_steps": [int(r["step"]) for r in rows if r.get("val/acc")],
+        "logged": [(int(r["step"]), r["train/loss"], r["lr"]) for r in rows if r.get("train/loss")],
+        "time_to_target": parts.time_to_target.result,
+        "resolution": parts.time_to_target.resolution_steps,
+        "samples": parts.clock.samples,
+    }
+
+
+def _recording(configure, lrs: list[float]):
+    """configure_optimizers whose optimizer records the learning rate of every optimizer step."""
+
+    def wrapped():
+        config = configure()
+        config["optimizer"].register_step_pre_hook(lambda opt, *_: lrs.append(opt.param_groups[0]["lr"]))
+        return config
+
+    return wrapped
+
+
+CASES = {
+    "per-epoch validation": ["trainer.max_epochs=2"],
+    "validation every 5 steps, stop at target": [
+        "trainer.max_epochs=4",
+        "trainer.val_check_interval=5",
+        "trainer.check_val_every_n_epoch=null",
+        "target.value=0.8",
+        "target.stop=true",
+    ],
+    "per-step cosine schedule, mid-epoch max_steps": [
+        "trainer.max_epochs=-1",
+        "trainer.max_steps=47",
+        "scheduler=cosine",
+        "trainer.log_every_n_steps=7",
+    ],
+    "per-epoch step schedule, clipping": [
+        "trainer.max_epochs=3",
+        "scheduler=step",
+        "scheduler.step_size=1",
+        "trainer.gradient_clip_val=0.05",
+    ],
+    "accumulation, validation every 3 steps within the epoch": [
+        "trainer.max_epochs=2",
+        "trainer.accumulate_grad_batches=3",
+        "trainer.val_check_interval=3",
+        "trainer.gradient_clip_algorithm=value",
+        "trainer.gradient_clip_val=0.01",
+    ],
+}
+
+
+@pytest.mark.parametrize("overrides", CASES.values(), ids=CASES.keys())
+def test_several_steps_per_iteration_change_no_result(make_config, overrides):
+    one = _train(make_config(*BASE, *overrides, "trainer.steps_per_iteration=1"))
+    grouped = _train(make_config(*BASE, *overrides, "trainer.steps_per_iteration=16"))
+    for a, b in zip(one["params"], grouped["params"], strict=True):
+        assert torch.equal(a, b)
+    for key in ("global_step", "lrs", "val_steps", "logged", "time_to_target", "resolution", "samples"):
+        assert one[key] == grouped[key], key
+    assert len(one["lrs"]) == one["global_step"] > 0  # global_step counts optimizer steps
+    assert one["val_steps"]
+
+
+def test_validation_cadence_and_resolution_count_optimizer_steps(make_config):
+    result = _train(
+        make_config(
+            *BASE,
+            "trainer.max_epochs=2",
+            "trainer.val_check_interval=5",
+            "trainer.check_val_every_n_epoch=null",
+            "trainer.steps_per_iteration=16",
+        )
+    )
+    # digits: 1257 training samples, 20 steps per epoch; Lightning logs step N as N - 1
+    assert result["val_steps"] == [s - 1 for s in range(5, 41, 5)]
+    assert result["resolution"] == 5
+    assert result["samples"] == 2 * 1257  # the partial last batch counts its real samples
+    assert [step for step, _, _ in result["logged"]] == [9, 19, 29, 39]
+
+
+def test_groups_end_on_every_event_and_never_cross_the_epoch():
+    plan = StepPlan(size=16, every=(10, 50), epoch_every=(3,), stop_at=45)
+    ends = list(plan.group_ends(epoch_start=40, start=0, steps=20))
+    assert ends[:4] == [
+        3,
+        5,
+        6,
+        9,
+    ]  # epoch-local multiples of 3, max_steps (global 45), then global 50 = local 10
+    assert 10 in ends and ends[-1] == 20
+    assert list(StepPlan(size=4).group_ends(0, 2, 11)) == [6, 10, 11]
+
+
+@pytest.mark.parametrize("step", [10, 20, 30])  # mid-epoch, the epoch's last step, just after an epoch
+def test_resuming_at_a_checkpoint_continues_exactly(make_config, step):
+    """A killed run resumes from its last checkpoint: continuing from the checkpoint of step N gives the same
+    parameters, step count and learning rates as the run that was never stopped."""
+    run = [
+        *BASE,
+        "trainer.max_epochs=3",
+        "scheduler=cosine",
+        "model.dropout=0.2",  # random numbers in the step: the generators must resume too
+        "callbacks.resume_checkpoint.every_n_train_steps=10",
+        "callbacks.resume_checkpoint.save_top_k=-1",
+        "+callbacks.resume_checkpoint.filename='{step}'",
+    ]
+    cfg = make_config(*run)
+    whole = _train(cfg)
+    checkpoint = Path(cfg.callbacks.resume_checkpoint.dirpath) / f"step={step}.ckpt"
+    resumed = _train(make_config(*run), ckpt_path=checkpoint)
+    for a, b in zip(whole["params"], resumed["params"], strict=True):
+        assert torch.equal(a, b)
+    assert resumed["global_step"] == whole["global_step"] == 60
+    assert resumed["lrs"] == whole["lrs"][step:]
+
+
+DDP_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+import pytorch_lightning as pl
+from conftest import compose_config
+from pathlib import Path
+from trainspeed.data import build_datamodule
+from trainspeed.model import build_network
+from trainspeed.training.classifier import Classifier
+from trainspeed.training.trainer_factory import build_trainer
+
+cfg = compose_config(["trainer=ddp_cpu", *{base!r}, "trainer.max_steps=15"], Path("run"))
+datamodule = build_datamodule(cfg.data, cfg.seed)
+network = build_network(cfg, datamodule.input_shape, datamodule.num_classes)
+module = Classifier(network, cfg.optimizer, cfg.scheduler, datamodule.num_classes, 10)
+
+class Report(pl.Callback):
+    def on_train_end(self, trainer, pl_module):
+        total = float(sum(p.double().sum() for p in pl_module.parameters()))
+        print("rank", trainer.global_rank, "step", trainer.global_step, "params", repr(total), flush=True)
+
+parts = build_trainer(cfg)
+parts.trainer.callbacks.append(Report())
+parts.trainer.fit(module, datamodule=datamodule)
+"""
+
+
+@pytest.mark.slow
+def test_ddp_averages_gradients_every_step(tmp_path):
+    """Two CPU processes see different halves of each batch; with gradients averaged every step their
+    parameters stay identical."""
+    base = [b for b in BASE if "accelerator" not in b and "deterministic" not in b]
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent), base=base))
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "WANDB_MODE": "offline"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    reports = sorted(line.split() for line in result.stdout.splitlines() if line.startswith("rank "))
+    assert [r[1] for r in reports] == ["0", "1"] and {r[3] for r in reports} == {"15"}
+    assert reports[0][5] == reports[1][5]
