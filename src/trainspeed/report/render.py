@@ -11,7 +11,9 @@ import os
 import tempfile
 from pathlib import Path
 
+from trainspeed.report import significance_text
 from trainspeed.report.aggregate import ConfigResult
+from trainspeed.report.significance import Significance
 
 CSV_COLUMNS = [
     "config",
@@ -59,10 +61,12 @@ def fmt_range(lo: float | None, hi: float | None) -> str:
     return "" if lo is None or hi is None else f"{fmt(lo)}–{fmt(hi)}"
 
 
-def csv_text(ranked: list[ConfigResult]) -> str:
+def csv_text(ranked: list[ConfigResult], significance: Significance | None = None) -> str:
+    """One row per configuration, best first; with `significance`, its columns (significance_text) at the end."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    extra = significance_text.CSV_COLUMNS if significance is not None else []
+    writer.writerow(CSV_COLUMNS + extra)
     for c in ranked:
         writer.writerow(
             [
@@ -75,6 +79,7 @@ def csv_text(ranked: list[ConfigResult]) -> str:
                 fmt(c.median_steps, 6),
                 fmt(c.val_acc_best_median, 6),
                 c.rank,
+                *(significance_text.csv_cells(significance, c) if significance is not None else []),
             ]
         )
     return buf.getvalue()
