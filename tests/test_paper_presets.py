@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 def run_preset(tmp_path: Path, preset: str) -> list[tuple[dict[str, str], dict]]:
     """Run `experiment=<preset>` as a user does (W&B aside); every job's (overrides by key, summary.json)."""
     result = run_cli(
-        ["trainspeed.train", "-m", f"experiment={preset}", "logger=csv", "hydra.sweep.dir=sweep"], cwd=tmp_path
+        ["trainspeed.train", "-m", f"experiment={preset}", "logger=csv", "hydra.sweep.dir=sweep"],
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = []
@@ -65,9 +66,13 @@ def test_glorot2010_tanh_with_glorot_init_trains_where_sigmoid_with_the_standard
 
 def test_ioffe2015_batchnorm_trains_a_sigmoid_net_and_tolerates_a_large_learning_rate(tmp_path):
     jobs = run_preset(tmp_path, "ioffe2015")
-    for lr in ("0.1", "1.0"):  # batch norm trains at both; without it neither the usual nor the 10x rate works
+    for lr in (
+        "0.1",
+        "1.0",
+    ):  # batch norm trains at both; without it neither the usual nor the 10x rate works
         assert_good_beats_poor(
-            arm(jobs, normalization="batchnorm", optimizer__lr=lr), arm(jobs, normalization="none", optimizer__lr=lr)
+            arm(jobs, normalization="batchnorm", optimizer__lr=lr),
+            arm(jobs, normalization="none", optimizer__lr=lr),
         )
 
 
@@ -82,6 +87,10 @@ def test_kingma2015_tuned_adam_is_among_the_fastest_and_plain_sgd_the_slowest(tm
     best: dict[str, float] = {}  # per optimizer, its median steps at its best learning rate
     for optimizer in {o["optimizer"] for o, _ in jobs}:
         lrs = {o["optimizer.lr"] for o, _ in jobs if o["optimizer"] == optimizer}
-        best[optimizer] = min(statistics.median(steps(arm(jobs, optimizer=optimizer, optimizer__lr=lr))) for lr in lrs)
+        best[optimizer] = min(
+            statistics.median(steps(arm(jobs, optimizer=optimizer, optimizer__lr=lr))) for lr in lrs
+        )
     assert best["adam"] <= 1.5 * min(best.values()), best  # among the fastest
-    assert best["sgd"] == max(best.values()) and best["sgd"] >= 1.5 * best["adam"], best  # plain SGD the slowest
+    assert best["sgd"] == max(best.values()) and best["sgd"] >= 1.5 * best["adam"], (
+        best
+    )  # plain SGD the slowest

@@ -132,5 +132,5 @@ def test_the_report_files_and_the_terminal_show_the_comparison(tmp_path):
     console = Console(width=250, record=True)
     print_ranking(report.rows, sweep, report.md_path, console=console, significance=report.significance)
     text = console.export_text()
-    assert "s vs fastest" in text and "slower" in text
+    assert "× fastest s" in text and "slower" in text and "#3 " in text
     assert "tied with it" in text and "optimizer=nadam" in text.split("tied with it")[1]

@@ -63,12 +63,13 @@ def short_cell(r: Ratio | None) -> str:
 
 
 def terminal_cells(sig: Significance, c: ConfigResult) -> list[str]:
-    """Seconds against the fastest, steps rank, steps against the fastest (the intervals are in report.md)."""
+    """Seconds and steps against the fastest, the steps cell with the steps rank (the intervals are in report.md)."""
     s, t = sig.seconds.get(c.config), sig.steps.get(c.config)
-    return [short_cell(s), "" if t is None else str(t.rank), short_cell(t)]
+    steps = "" if t is None else f"#{t.rank} {short_cell(t)}"
+    return [short_cell(s), steps]
 
 
-TERMINAL_HEADERS = ["s vs fastest", "steps rank", "steps vs fastest"]
+TERMINAL_HEADERS = ["× fastest s", "steps rank, × fastest"]
 
 
 def explanation(sig: Significance) -> str:
