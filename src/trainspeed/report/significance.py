@@ -140,7 +140,9 @@ def compare_measure(ranked: list[ConfigResult], measure: str) -> tuple[dict[str,
                 ranks[name], median, None, None, None, NO_RUN if median is None else NONE_REACHED
             )
             continue
-        ratio = median / medians[fastest]  # inf when this configuration's median run never reached the target
+        reference = medians[fastest]
+        # inf when this configuration's median run never reached the target
+        ratio = median / reference if reference > 0 else math.inf
         if name == fastest:
             out[name] = Ratio(ranks[name], median, 1.0, 1.0, 1.0, FASTEST)
         elif min(values.size, data[fastest].size) < 2:

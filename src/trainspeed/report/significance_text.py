@@ -81,7 +81,8 @@ def explanation(sig: Significance) -> str:
         f"({RESAMPLES} resamples of each configuration's runs, fixed generator seed). *tied*: the interval covers 1, "
         f"the difference to the fastest is within seed noise; *slower*: the whole interval lies above 1. A run that "
         f"never reached the target counts as infinitely slow (inf); failed runs are left out. The seconds rank and "
-        f"the steps rank (by median, equal medians share a rank) stand side by side: a technique with costly steps "
+        f"the steps rank (configurations that always reached the target first, as in the ranking, then by median; "
+        f"equal medians share a rank) stand side by side: a technique with costly steps "
         f"can lead on steps and trail on seconds."
     )
     if sig.one_seed:
