@@ -9,8 +9,10 @@ import torch
 import torch.nn as nn
 from timm.layers import get_act_layer
 
+from trainspeed.errors import TrainspeedError
 from trainspeed.model import build_network
 from trainspeed.optim.optimizers import build_optimizer
+from trainspeed.validation import validate
 
 IMAGE = (1, 8, 8)
 
@@ -91,39 +93,117 @@ def test_timm_transformer_takes_layernorm_on_tokens(make_config):
     assert network(torch.zeros(2, 1, 16, 16)).shape == (2, 10)
 
 
-@pytest.mark.parametrize(
-    ("initializer", "activation", "expected_std"),
-    [
-        ("kaiming_normal", "relu", lambda fan_in, fan_out: math.sqrt(2 / fan_in)),
-        ("kaiming_normal", "tanh", lambda fan_in, fan_out: (5 / 3) / math.sqrt(fan_in)),
-        ("kaiming_uniform", "relu", lambda fan_in, fan_out: math.sqrt(2 / fan_in)),
-        ("kaiming_normal", "leaky_relu", lambda fan_in, fan_out: math.sqrt(2 / (1 + 0.01**2) / fan_in)),
-        ("xavier_normal", "tanh", lambda fan_in, fan_out: (5 / 3) * math.sqrt(2 / (fan_in + fan_out))),
-        ("xavier_uniform", "relu", lambda fan_in, fan_out: math.sqrt(2) * math.sqrt(2 / (fan_in + fan_out))),
-        ("lecun_normal", "selu", lambda fan_in, fan_out: 1 / math.sqrt(fan_in)),
-        ("kaiming_normal", "selu", lambda fan_in, fan_out: 1 / math.sqrt(fan_in)),  # LeCun scaling for SELU
-        ("orthogonal", "relu", lambda fan_in, fan_out: math.sqrt(2) / math.sqrt(max(fan_in, fan_out))),
-        ("trunc_normal", "relu", lambda fan_in, fan_out: 0.02 * 0.8796),  # std of N(0, s) cut at ±2s
-    ],
-)
-def test_initializer_std_matches_formula(make_config, initializer, activation, expected_std):
+RELU_GAIN = math.sqrt(2)
+
+
+def _xavier(gain: float):
+    return lambda fan_in, fan_out: gain * math.sqrt(2 / (fan_in + fan_out))
+
+
+def _fan_in(gain: float):
+    return lambda fan_in, fan_out: gain / math.sqrt(fan_in)
+
+
+def _orthogonal(gain: float):
+    return lambda fan_in, fan_out: gain / math.sqrt(max(fan_in, fan_out))
+
+
+# (initializer, activation, extra overrides, std the paper's formula gives), checked on 512 x 512 hidden layers and the
+# 512 -> 10 head (where fan_in and fan_out differ): a name must mean its paper, whatever the activation.
+PAPER_STD = [
+    ("xavier_uniform", "relu", (), _xavier(1.0)),  # Glorot & Bengio 2010: gain 1
+    ("xavier_normal", "relu", (), _xavier(1.0)),
+    ("xavier_normal", "tanh", (), _xavier(1.0)),
+    ("kaiming_normal", "relu", (), _fan_in(RELU_GAIN)),  # He et al. 2015: the activation's gain
+    ("kaiming_uniform", "relu", (), _fan_in(RELU_GAIN)),
+    ("kaiming_normal", "tanh", (), _fan_in(5 / 3)),
+    ("kaiming_normal", "leaky_relu", (), _fan_in(math.sqrt(2 / (1 + 0.01**2)))),
+    ("kaiming_normal", "selu", (), _fan_in(1.0)),  # LeCun scaling for SELU
+    ("lecun_normal", "relu", (), _fan_in(1.0)),  # LeCun 1998: gain 1
+    ("lecun_normal", "selu", (), _fan_in(1.0)),
+    ("orthogonal", "relu", (), _orthogonal(1.0)),  # Saxe et al. 2014: gain 1
+    ("trunc_normal", "relu", (), lambda fan_in, fan_out: 0.02 * 0.8796),  # std of N(0, s) cut at ±2s
+    # the gain-matched variants, by explicit choice
+    ("xavier_uniform", "relu", ("initializer.gain=auto",), _xavier(RELU_GAIN)),
+    ("xavier_normal", "tanh", ("initializer.gain=auto",), _xavier(5 / 3)),
+    ("orthogonal", "relu", ("initializer.gain=auto",), _orthogonal(RELU_GAIN)),
+    ("lecun_normal", "relu", ("initializer.gain=auto",), _fan_in(RELU_GAIN)),
+    ("kaiming_normal", "relu", ("initializer.gain=auto",), _fan_in(RELU_GAIN)),
+    ("xavier_normal", "relu", ("initializer.gain=3",), _xavier(3.0)),
+    ("kaiming_uniform", "relu", ("initializer.gain=0.5",), _fan_in(0.5)),
+]
+
+
+def _hidden_layers(network: nn.Module) -> list[nn.Linear]:
+    return [m for m in network.body if isinstance(m, nn.Linear)][1:]  # the first takes the 64 pixels
+
+
+@pytest.mark.parametrize(("initializer", "activation", "extra", "expected_std"), PAPER_STD)
+def test_initializer_std_matches_the_paper_formula(make_config, initializer, activation, extra, expected_std):
     torch.manual_seed(0)
     cfg = make_config(
         "model=mlp",
         "model.width=512",
-        "model.depth=2",
+        "model.depth=3",
         f"initializer={initializer}",
         f"activation={activation}",
+        *extra,
     )
     network, _ = build_network(cfg, IMAGE, 10)
-    layer = network.body[3] if isinstance(network.body[3], nn.Linear) else network.body[4]
-    assert isinstance(layer, nn.Linear) and layer.weight.shape == (512, 512)
-    fan_out, fan_in = layer.weight.shape
-    assert float(layer.weight.std()) == pytest.approx(expected_std(fan_in, fan_out), rel=0.03)
-    assert float(layer.weight.mean()) == pytest.approx(0.0, abs=0.003)
+    layers = _hidden_layers(network)
+    assert len(layers) == 2
+    for layer in layers:  # every layer: 512 x 512 ...
+        fan_out, fan_in = layer.weight.shape
+        assert float(layer.weight.std()) == pytest.approx(expected_std(fan_in, fan_out), rel=0.03)
+        assert float(layer.weight.mean()) == pytest.approx(0.0, abs=0.003)
+    head = network.head if hasattr(network, "head") else None
+    if isinstance(head, nn.Linear):  # ... and the 512 -> 10 classifier, where fan_in and fan_out differ
+        fan_out, fan_in = head.weight.shape
+        assert float(head.weight.std()) == pytest.approx(expected_std(fan_in, fan_out), rel=0.05)
     for module in network.modules():
         if isinstance(module, nn.Linear):
             assert torch.count_nonzero(module.bias) == 0
+
+
+def _gain_matched(weight: torch.Tensor, name: str, activation: str) -> None:
+    """The gain-matched initialization as torch spells it: every scheme at the activation's gain."""
+    gain = nn.init.calculate_gain(activation)
+    if name == "xavier_uniform":
+        nn.init.xavier_uniform_(weight, gain=gain)
+    elif name == "xavier_normal":
+        nn.init.xavier_normal_(weight, gain=gain)
+    elif name == "orthogonal":
+        nn.init.orthogonal_(weight, gain=gain)
+    else:
+        fn = nn.init.kaiming_uniform_ if name == "kaiming_uniform" else nn.init.kaiming_normal_
+        fn(weight, a=0.0, mode="fan_in", nonlinearity=activation)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize(
+    "name", ["xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal"]
+)
+def test_gain_auto_reproduces_the_gain_matched_init_exactly(make_config, name, activation):
+    torch.manual_seed(0)
+    overrides = ("model.width=64", "model.depth=3", f"initializer={name}", f"activation={activation}")
+    network, _ = build_network(make_config(*overrides, "initializer.gain=auto"), IMAGE, 10)
+    torch.manual_seed(0)
+    reference, _ = build_network(make_config(*overrides, "initializer=default"), IMAGE, 10)
+    with torch.no_grad():  # the same draws, in the same order, as the auto gain must make
+        for module in reference.modules():
+            if isinstance(module, nn.Linear):
+                _gain_matched(module.weight, name, activation)
+                nn.init.zeros_(module.bias)
+    for ours, theirs in zip(network.parameters(), reference.parameters(), strict=True):
+        assert torch.equal(ours, theirs)
+
+
+def test_a_bad_gain_is_refused_naming_the_key(make_config):
+    validate(make_config("initializer=xavier_normal", "initializer.gain=auto"))
+    validate(make_config("initializer=xavier_normal", "initializer.gain=2.5"))
+    for bad, shown in (("-1", "-1"), ("relu", "'relu'")):
+        with pytest.raises(TrainspeedError, match=f"initializer.gain={shown} .*the activation's gain"):
+            validate(make_config("initializer=xavier_normal", f"initializer.gain={bad}"))
 
 
 def test_initializer_resets_norm_layers_and_conv_biases(make_config):
@@ -135,7 +215,7 @@ def test_initializer_resets_norm_layers_and_conv_biases(make_config):
             assert torch.all(module.weight == 1) and torch.all(module.bias == 0)
     conv = next(m for m in network.modules() if isinstance(m, nn.Conv2d))
     fan_in, fan_out = conv.in_channels * 9, conv.out_channels * 9
-    bound = math.sqrt(2) * math.sqrt(6 / (fan_in + fan_out))
+    bound = math.sqrt(6 / (fan_in + fan_out))  # Glorot's, gain 1
     assert float(conv.weight.abs().max()) <= bound + 1e-6
 
 

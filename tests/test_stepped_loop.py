@@ -33,7 +33,7 @@ def _train(cfg, ckpt_path: Path | None = None) -> dict:
     """What run_job does up to fit, keeping the objects a test needs to look at."""
     torch.manual_seed(cfg.seed)
     datamodule = build_datamodule(cfg.data, cfg.seed)
-    network = build_network(cfg, datamodule.input_shape, datamodule.num_classes)
+    network, _ = build_network(cfg, datamodule.input_shape, datamodule.num_classes)
     steps = {key: cfg.trainer[key] for key in STEP_KEYS if cfg.trainer.get(key) is not None}
     module = Classifier(
         network, cfg.optimizer, cfg.scheduler, datamodule.num_classes, cfg.trainer.log_every_n_steps, **steps
@@ -176,7 +176,7 @@ from trainspeed.training.trainer_factory import build_trainer
 
 cfg = compose_config(["trainer=ddp_cpu", *{base!r}, "trainer.max_steps=15"], Path("run"))
 datamodule = build_datamodule(cfg.data, cfg.seed)
-network = build_network(cfg, datamodule.input_shape, datamodule.num_classes)
+network, _ = build_network(cfg, datamodule.input_shape, datamodule.num_classes)
 module = Classifier(network, cfg.optimizer, cfg.scheduler, datamodule.num_classes, 10)
 
 class Report(pl.Callback):

@@ -160,8 +160,8 @@ def test_initializer_sets_the_new_head_and_never_the_pretrained_backbone(pretrai
     assert (
         torch.count_nonzero(network.fc.bias) == 0
     )  # the initializer zeroes biases (nn.Linear's are not zero)
-    rows = network.fc.weight @ network.fc.weight.T  # orthogonal rows with the ReLU gain
-    assert torch.allclose(rows, 2.0 * torch.eye(5), atol=1e-5)
+    rows = network.fc.weight @ network.fc.weight.T  # orthonormal rows: Saxe et al.'s gain 1
+    assert torch.allclose(rows, torch.eye(5), atol=1e-5)
 
 
 def _missing_tensor(state: dict) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainspeed.report import document, plots, render
+from trainspeed.report import document, plots, render, significance
 from trainspeed.report.aggregate import (
     ConfigResult,
     LRPick,
@@ -29,6 +29,7 @@ class Report:
     runs: list[Run]
     lr_picks: list[LRPick]
     profile: PerformanceProfile
+    significance: significance.Significance
     csv_path: Path
     md_path: Path
     html_path: Path
@@ -56,23 +57,25 @@ def build_report(sweep_dir: Path, print_table: bool = True, tau_max: float = TAU
     ranked = rank(group_configs(runs))
     profile = performance_profile(ranked, tau_max)
     picks = lr_picks(ranked, lr_key_of(runs))
+    sig = significance.compare(ranked)
     target, metric = _target(runs)
     images = plots.all_plots(ranked, profile, picks, target, metric)
     plot_paths = [render.write_atomic(sweep_dir / "plots" / name, png) for name, png in images.items()]
 
-    blocks = document.blocks(sweep_dir, runs, ranked, picks, profile, varying_keys(runs), list(images))
-    csv_path = render.write_atomic(sweep_dir / "report.csv", render.csv_text(ranked))
+    blocks = document.blocks(sweep_dir, runs, ranked, picks, profile, varying_keys(runs), list(images), sig)
+    csv_path = render.write_atomic(sweep_dir / "report.csv", render.csv_text(ranked, sig))
     md_path = render.write_atomic(sweep_dir / "report.md", render.markdown(blocks))
     page = render.html_page(blocks, images, title=f"Sweep report: {sweep_dir.name}")
     html_path = render.write_atomic(sweep_dir / "report.html", page)
     if print_table:
-        print_ranking(ranked, sweep_dir, md_path)
+        print_ranking(ranked, sweep_dir, md_path, significance=sig)
     return Report(
         sweep_dir=sweep_dir,
         rows=ranked,
         runs=runs,
         lr_picks=picks,
         profile=profile,
+        significance=sig,
         csv_path=csv_path,
         md_path=md_path,
         html_path=html_path,

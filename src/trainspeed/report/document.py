@@ -8,6 +8,8 @@ from trainspeed.report.aggregate import RANK_RULE, ConfigResult, LRPick
 from trainspeed.report.collect import Run
 from trainspeed.report.profile import PerformanceProfile
 from trainspeed.report.render import Block, fmt, fmt_range
+from trainspeed.report.significance import Significance
+from trainspeed.report.significance_text import significance_blocks
 
 RANK_HEADERS = [
     "rank",
@@ -72,6 +74,7 @@ def blocks(
     profile: PerformanceProfile,
     varying: list[str],
     plot_names: list[str],
+    significance: Significance | None = None,
 ) -> list[Block]:
     seeds = sorted({r.seed for r in runs if r.seed is not None}, key=lambda s: (len(s), s))
     axes = ", ".join(k for k in varying if k != "seed") or "none (one configuration)"
@@ -91,6 +94,8 @@ def blocks(
             "summary says failed and the jobs that never wrote a summary (unfinished, in brackets).",
         ),
     ]
+    if significance is not None:
+        out += significance_blocks(significance, ranked)
     if picks:
         key = picks[0].lr_key
         rows = [

@@ -9,7 +9,9 @@ import html
 import io
 
 from trainspeed.record.atomic import write_atomic  # noqa: F401 - the report's files are written with it
+from trainspeed.report import significance_text
 from trainspeed.report.aggregate import ConfigResult
+from trainspeed.report.significance import Significance
 
 CSV_COLUMNS = [
     "config",
@@ -36,10 +38,12 @@ def fmt_range(lo: float | None, hi: float | None) -> str:
     return "" if lo is None or hi is None else f"{fmt(lo)}–{fmt(hi)}"
 
 
-def csv_text(ranked: list[ConfigResult]) -> str:
+def csv_text(ranked: list[ConfigResult], significance: Significance | None = None) -> str:
+    """One row per configuration, best first; with `significance`, its columns (significance_text) at the end."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    extra = significance_text.CSV_COLUMNS if significance is not None else []
+    writer.writerow(CSV_COLUMNS + extra)
     for c in ranked:
         writer.writerow(
             [
@@ -52,6 +56,7 @@ def csv_text(ranked: list[ConfigResult]) -> str:
                 fmt(c.median_steps, 6),
                 fmt(c.val_acc_best_median, 6),
                 c.rank,
+                *(significance_text.csv_cells(significance, c) if significance is not None else []),
             ]
         )
     return buf.getvalue()

@@ -97,6 +97,10 @@ NORMALIZATION: dict[str, Rule] = {
 INITIALIZER: dict[str, Rule] = {
     "name": Choice(INITIALIZERS),
     "std": Number(gt=0),
+    "gain": AnyOf(
+        (Exactly("auto"), Number(gt=0, nullable=True)),
+        text="null (the paper's gain), auto (the activation's gain) or a number > 0",
+    ),
 }
 
 DATA: dict[str, Rule] = {

@@ -1,0 +1,145 @@
+"""What the report says about which differences are real: CSV columns, table cells and a report section, all from
+one `Significance` (significance.py), so report.csv, report.md / report.html and the terminal agree."""
+
+from __future__ import annotations
+
+import math
+
+from trainspeed.report.aggregate import ConfigResult
+from trainspeed.report.significance import CONFIDENCE, RESAMPLES, Ratio, Significance
+
+CSV_COLUMNS = [
+    "seconds_rank",
+    "seconds_ratio",
+    "seconds_ratio_low",
+    "seconds_ratio_high",
+    "seconds_vs_fastest",
+    "steps_rank",
+    "steps_ratio",
+    "steps_ratio_low",
+    "steps_ratio_high",
+    "steps_vs_fastest",
+]
+LEVEL = f"{CONFIDENCE:.0%}"
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return ""
+    return "inf" if math.isinf(value) else f"{value:.{digits}g}"
+
+
+def csv_cells(sig: Significance, c: ConfigResult) -> list[str]:
+    """The CSV_COLUMNS values of one configuration (empty where there is nothing to say)."""
+    cells: list[str] = []
+    for ratios in (sig.seconds, sig.steps):
+        r = ratios.get(c.config)
+        if r is None:
+            cells += [""] * 5
+        else:
+            cells += [str(r.rank), _num(r.ratio, 6), _num(r.low, 6), _num(r.high, 6), r.verdict]
+    return cells
+
+
+def ratio_cell(r: Ratio | None) -> str:
+    """`1.52× [1.21–1.90] slower`, `1.05× [0.93–1.21] tied`, `fastest`, `2.1× (one seed: no interval)`."""
+    if r is None or r.ratio is None:
+        return "" if r is None else r.verdict
+    if r.verdict == "fastest":
+        return "fastest"
+    if r.low is None or r.high is None:
+        return f"{_num(r.ratio)}× ({r.verdict})"
+    return f"{_num(r.ratio)}× [{_num(r.low)}–{_num(r.high)}] {r.verdict}"
+
+
+def short_cell(r: Ratio | None) -> str:
+    """The terminal's compact form: `1.52× slower`, `1.05× tied`, `fastest`, `2.1× (one seed)`."""
+    if r is None or r.ratio is None:
+        return "" if r is None else r.verdict
+    if r.verdict == "fastest":
+        return "fastest"
+    verdict = "one seed" if r.low is None else r.verdict
+    return f"{_num(r.ratio)}× {verdict}"
+
+
+def terminal_cells(sig: Significance, c: ConfigResult) -> list[str]:
+    """Seconds and steps against the fastest, the steps cell with the steps rank (the intervals are in report.md)."""
+    s, t = sig.seconds.get(c.config), sig.steps.get(c.config)
+    steps = "" if t is None else f"#{t.rank} {short_cell(t)}"
+    return [short_cell(s), steps]
+
+
+TERMINAL_HEADERS = ["× fastest s", "steps rank, × fastest"]
+
+
+def explanation(sig: Significance) -> str:
+    """How to read the columns, said once under the table."""
+    text = (
+        f"Which differences are real: for seconds and for steps separately, each configuration's median time to "
+        f"target divided by the fastest configuration's median ({sig.fastest_seconds or 'none'} in seconds, "
+        f"{sig.fastest_steps or 'none'} in steps), with a {LEVEL} percentile bootstrap interval over seeds "
+        f"({RESAMPLES} resamples of each configuration's runs, fixed generator seed). *tied*: the interval covers 1, "
+        f"the difference to the fastest is within seed noise; *slower*: the whole interval lies above 1. A run that "
+        f"never reached the target counts as infinitely slow (inf); failed runs are left out. The seconds rank and "
+        f"the steps rank (configurations that always reached the target first, as in the ranking, then by median; "
+        f"equal medians share a rank) stand side by side: a technique with costly steps "
+        f"can lead on steps and trail on seconds."
+    )
+    if sig.one_seed:
+        text += (
+            " Some comparisons rest on one seed: they have no interval (one seed: no interval), so nothing can be "
+            "said about their difference; run more seeds (seed=0,1,2) to tell."
+        )
+    return text
+
+
+def disagreement_text(sig: Significance) -> str:
+    if not sig.disagreements:
+        return "Seconds and steps agree: no configuration leads clearly on one and trails on the other."
+    return "Where seconds and steps disagree: " + "; ".join(sig.disagreements) + "."
+
+
+def tied_line(sig: Significance) -> str:
+    """One line for the terminal: the configurations tied with the fastest in seconds."""
+    tied = [name for name, r in sig.seconds.items() if r.tied]
+    if sig.fastest_seconds is None:
+        return "no configuration's median run reached the target"
+    lead = f"fastest in seconds: {sig.fastest_seconds}"
+    if tied:
+        return (
+            f"{lead}; tied with it ({LEVEL} bootstrap CI of the ratio of medians covers 1): {', '.join(tied)}"
+        )
+    return f"{lead}; every other configuration is significantly slower ({LEVEL} bootstrap CI above 1)"
+
+
+def significance_blocks(sig: Significance, ranked: list[ConfigResult]) -> list[tuple]:
+    """The report section: a table of both measures against the fastest, how to read it, and the disagreements."""
+    rows = []
+    for c in sorted(ranked, key=lambda c: (sig.seconds[c.config].rank, c.rank)):
+        s, t = sig.seconds[c.config], sig.steps[c.config]
+        rows.append(
+            [
+                str(s.rank),
+                c.config,
+                _num(s.median, 4),
+                ratio_cell(s),
+                str(t.rank),
+                _num(t.median, 4),
+                ratio_cell(t),
+            ]
+        )
+    headers = [
+        "s rank",
+        "configuration",
+        "median s (unreached: inf)",
+        f"s × fastest [{LEVEL} CI]",
+        "steps rank",
+        "median steps (unreached: inf)",
+        f"steps × fastest [{LEVEL} CI]",
+    ]
+    return [
+        ("h2", "Which differences are real"),
+        ("table", headers, rows),
+        ("p", explanation(sig)),
+        ("p", disagreement_text(sig)),
+    ]
