@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainspeed.report import document, plots, render
+from trainspeed.report import document, plots, render, study
 from trainspeed.report.aggregate import (
     ConfigResult,
     LRPick,
@@ -57,10 +57,11 @@ def build_report(sweep_dir: Path, print_table: bool = True, tau_max: float = TAU
     profile = performance_profile(ranked, tau_max)
     picks = lr_picks(ranked, lr_key_of(runs))
     target, metric = _target(runs)
-    images = plots.all_plots(ranked, profile, picks, target, metric)
+    images = {**plots.all_plots(ranked, profile, picks, target, metric), **study.study_plots(sweep_dir)}
     plot_paths = [render.write_atomic(sweep_dir / "plots" / name, png) for name, png in images.items()]
 
     blocks = document.blocks(sweep_dir, runs, ranked, picks, profile, varying_keys(runs), list(images))
+    blocks += study.study_blocks(sweep_dir, list(images))  # an Optuna search's study (none for a grid sweep)
     csv_path = render.write_atomic(sweep_dir / "report.csv", render.csv_text(ranked))
     md_path = render.write_atomic(sweep_dir / "report.md", render.markdown(blocks))
     page = render.html_page(blocks, images, title=f"Sweep report: {sweep_dir.name}")
