@@ -4,6 +4,7 @@ launcher, the failing-job exit code, per-job threads, and DDP jobs through submi
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,28 @@ def test_ddp_in_a_sweep_on_the_basic_launcher_is_refused_with_how(tmp_path):
     assert "hydra/launcher=submitit_local" in result.stderr and "tasks_per_node" in result.stderr
     summary = json.loads((tmp_path / "s" / "0" / "summary.json").read_text())
     assert summary["status"] == "failed" and "trainer.strategy" in summary["error"]
+
+
+def test_slurm_launcher_config_becomes_the_sbatch_script(make_config, tmp_path, monkeypatch):
+    """What can be checked without a cluster: the sbatch script submitit writes from hydra/launcher=slurm."""
+    srun = tmp_path / "bin" / "srun"  # submitit only looks for srun on the PATH; nothing is submitted
+    srun.parent.mkdir()
+    srun.write_text("#!/bin/sh\nexit 1\n")
+    srun.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{srun.parent}:{os.environ['PATH']}")
+    import submitit
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+    from omegaconf import OmegaConf
+
+    cfg = make_config("hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=4",
+                      "hydra.launcher.tasks_per_node=4", "hydra.launcher.nodes=2", "hydra.launcher.timeout_min=30")  # fmt: skip
+    params = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
+    for key in ("_target_", "submitit_folder", "max_num_timeout", "name"):
+        params.pop(key)
+    base = set(OmegaConf.structured(BaseQueueConf).keys())  # the same renaming as Hydra's SlurmLauncher
+    executor = submitit.AutoExecutor(cluster="slurm", folder=tmp_path / "submitit")
+    executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items()})
+    script = executor._executor._make_submission_file_text("python -m trainspeed.train", "uid")
+    for line in ("--partition=gpu", "--gpus-per-node=4", "--ntasks-per-node=4", "--nodes=2", "--time=30",
+                 "--cpus-per-task=8", "--mem=32GB"):  # fmt: skip
+        assert f"#SBATCH {line}" in script, script
