@@ -62,7 +62,7 @@ def _in_memory_study(record: dict[str, Any]) -> Any:
     from optuna.distributions import json_to_distribution
     from optuna.trial import TrialState, create_trial
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # not one line per unscored trial the plots leave out
     study = optuna.create_study(direction="minimize")
     for t in record["trials"]:
         state = TrialState[t["state"]]
