@@ -109,7 +109,12 @@ def run_trials(
         trials = [study.ask() for _ in range(min(n_jobs, n_trials - done))]
         params = [space.suggest(trial) for trial in trials]
         batch = [job for p in params for job in space.job_overrides(p)]
-        folders = launch(batch, job_index)
+        try:
+            folders = launch(batch, job_index)
+        except BaseException:  # a broken launch or Ctrl-C: no trial left "running" forever
+            for trial in trials:
+                study.tell(trial, state=TrialState.FAIL)
+            raise
         job_index += len(batch)
         per_trial = len(space.seeds)
         for i, trial in enumerate(trials):
