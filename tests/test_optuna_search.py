@@ -187,3 +187,17 @@ def test_two_processes_on_one_journal_storage_both_add_trials(tmp_path):
     assert len(trials) == 4
     folders = {Path(j).parent.name for t in trials for j in t.user_attrs["jobs"]}
     assert folders == {"sweep0", "sweep1"}
+
+
+@pytest.mark.parametrize("preset", ["optuna", "optuna_adam"])
+def test_search_presets_compose_and_every_choice_gives_a_valid_job(make_config, preset):
+    from trainspeed.validation import validate
+
+    cfg = make_config(f"hparams_search={preset}")
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("TrainspeedOptunaSweeper") and sweeper.sampler.name == "TPESampler"
+    space = parse_space(OverridesParser.create(), dict(sweeper.params), [])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(3):
+        params = space.suggest(study.ask())
+        validate(make_config(f"hparams_search={preset}", *space.job_overrides(params)[0]))
