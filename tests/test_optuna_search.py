@@ -129,7 +129,7 @@ def test_study_with_a_diverging_and_a_failing_trial_completes_every_trial(tmp_pa
     # enqueued first: lr 1000 diverges; momentum 1.5 is refused by validation, so its job fails
     enqueue = "hydra.sweeper.enqueue=[{optimizer.lr:1000.0},{optimizer.momentum:1.5}]"
     args = ["trainspeed.train", *QUICK, "hydra.sweeper.n_trials=8", enqueue, "hydra.sweep.dir=sweep"]
-    result = run_cli(args, cwd=tmp_path)
+    result = run_cli(args, cwd=tmp_path, timeout=1200)
     assert result.returncode == 1, result.stderr[-3000:]  # a failed job: exit code 1, as for any sweep
     sweep = tmp_path / "sweep"
     trials = _study(sweep).trials
@@ -149,7 +149,7 @@ def test_study_with_a_diverging_and_a_failing_trial_completes_every_trial(tmp_pa
 def test_relaunch_adds_trials_to_the_same_study(tmp_path):
     args = ["trainspeed.train", *QUICK, "hydra.sweeper.n_trials=2", "hydra.sweep.dir=sweep"]
     for _ in range(2):
-        result = run_cli(args, cwd=tmp_path)
+        result = run_cli(args, cwd=tmp_path, timeout=1200)
         assert result.returncode == 0, result.stderr[-3000:]
     sweep = tmp_path / "sweep"
     assert len(_study(sweep).trials) == 4
@@ -181,7 +181,7 @@ def test_two_processes_on_one_journal_storage_both_add_trials(tmp_path):
         for i in range(2)
     ]
     for proc in procs:
-        _, err = proc.communicate(timeout=600)
+        _, err = proc.communicate(timeout=1200)
         assert proc.returncode == 0, err[-3000:]
     trials = _study(tmp_path, storage).trials
     assert len(trials) == 4

@@ -25,7 +25,7 @@ def _wandb_runs(sweep: Path) -> list[Path]:
 def test_joblib_sweep_gives_every_record_run_and_one_report(tmp_path):
     args = ["trainspeed.train", "-m", "optimizer=sgd,adam", "seed=0,1", *QUICK]
     args += ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweep.dir=sweep"]
-    result = run_cli(args, cwd=tmp_path)
+    result = run_cli(args, cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     sweep = tmp_path / "sweep"
     summaries = _summaries(sweep)
@@ -44,7 +44,7 @@ def test_joblib_sweep_gives_every_record_run_and_one_report(tmp_path):
 def test_joblib_sweep_with_a_failing_job_exits_1_after_its_report(tmp_path):
     args = ["trainspeed.train", "-m", "model.depth=1,0", *QUICK, "logger=csv"]
     args += ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweep.dir=sweep"]
-    result = run_cli(args, cwd=tmp_path)
+    result = run_cli(args, cwd=tmp_path, timeout=900)
     assert result.returncode == 1, result.stderr[-3000:]
     sweep = tmp_path / "sweep"
     assert sorted(s["status"] for s in _summaries(sweep)) == ["completed", "failed"]
@@ -55,7 +55,7 @@ def test_joblib_sweep_with_a_failing_job_exits_1_after_its_report(tmp_path):
 def test_submitit_local_sweep_gives_every_record_run_and_one_report(tmp_path):
     args = ["trainspeed.train", "-m", "optimizer=sgd,adam", *QUICK]
     args += ["hydra/launcher=submitit_local", "hydra.sweep.dir=sweep"]
-    result = run_cli(args, cwd=tmp_path)
+    result = run_cli(args, cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     sweep = tmp_path / "sweep"
     assert [s["status"] for s in _summaries(sweep)] == ["completed"] * 2
@@ -68,7 +68,7 @@ def test_submitit_local_sweep_gives_every_record_run_and_one_report(tmp_path):
 def test_ddp_cpu_runs_as_one_submitit_job_with_one_process_per_device(tmp_path):
     args = ["trainspeed.train", "-m", "trainer=ddp_cpu", *QUICK, "logger=csv"]
     args += ["hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2", "hydra.sweep.dir=sweep"]
-    result = run_cli(args, cwd=tmp_path)
+    result = run_cli(args, cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     sweep = tmp_path / "sweep"
     summaries = _summaries(sweep)

@@ -89,8 +89,6 @@ class TrainspeedOptunaSweeper(Sweeper):
             direction="minimize",
             load_if_exists=True,  # a relaunch, or another process on the same storage, continues the study
         )
-        for params in self.enqueue:
-            study.enqueue_trial(params, skip_if_exists=True)
         log.info(
             "Optuna study %r: %d trial(s) so far, adding %d (%d seed(s) each)",
             self.study_name,
@@ -98,6 +96,8 @@ class TrainspeedOptunaSweeper(Sweeper):
             self.n_trials,
             len(space.seeds),
         )
+        for params in self.enqueue:
+            study.enqueue_trial(params, skip_if_exists=True)
         record = lambda s: write_study_record(s, sweep_dir)  # noqa: E731  (the report reads it, also mid-sweep)
         run_trials(
             study, space, self._launch, sweep_dir, self.n_trials, self.n_jobs, self.prune_factor, record
