@@ -103,15 +103,25 @@ def study_plots(sweep_dir: Path) -> dict[str, bytes]:
     from optuna.visualization import matplotlib as optuna_plots
 
     study = _in_memory_study(record)
+    finite = [t["value"] for t in record["trials"] if t["value"] is not None]
+    penalty = 2 * max(finite) if finite else 1.0
+
+    def scored(trial: Any) -> float:
+        # importances over every complete trial: one that missed the target counts as twice the slowest reached
+        return trial.value if math.isfinite(trial.value) else penalty
+
     images: dict[str, bytes] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna marks its matplotlib backend experimental
-        for name, plot in (
-            (HISTORY_PLOT, optuna_plots.plot_optimization_history),
-            (IMPORTANCE_PLOT, optuna_plots.plot_param_importances),
-        ):
+        plots = {
+            HISTORY_PLOT: lambda: optuna_plots.plot_optimization_history(study),
+            IMPORTANCE_PLOT: lambda: optuna_plots.plot_param_importances(
+                study, target=scored, target_name="seconds (missed: 2 x slowest)"
+            ),
+        }
+        for name, plot in plots.items():
             try:
-                images[name] = _png(plot(study))
+                images[name] = _png(plot())
             except (ValueError, RuntimeError, ZeroDivisionError):  # e.g. fewer than 2 scored trials
                 continue
     return images
@@ -152,6 +162,9 @@ def study_blocks(sweep_dir: Path, plot_names: list[str]) -> list[tuple]:
         for t in trials
     ]
     out.append(("table", ["trial", "status", "median s", *keys, "jobs"], rows))
-    captions = {HISTORY_PLOT: "optimization history", IMPORTANCE_PLOT: "parameter importances"}
+    captions = {
+        HISTORY_PLOT: "optimization history (trials that reached the target)",
+        IMPORTANCE_PLOT: "parameter importances (fANOVA; a trial that missed the target counts as 2 x the slowest)",
+    }
     out += [("img", caption, name) for name, caption in captions.items() if name in plot_names]
     return out
