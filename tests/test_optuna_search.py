@@ -201,3 +201,30 @@ def test_search_presets_compose_and_every_choice_gives_a_valid_job(make_config, 
     for _ in range(3):
         params = space.suggest(study.ask())
         validate(make_config(f"hparams_search={preset}", *space.job_overrides(params)[0]))
+
+
+def test_study_report_part_from_the_study_file(tmp_path):
+    from trainspeed.report.study import read_study_record, study_blocks, study_plots, write_study_record
+
+    study = optuna.create_study(study_name="s", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.enqueue_trial({"lr": 1000.0})  # outside the searched range, as an enqueued diverging trial may be
+    for number in range(6):
+        trial = study.ask()
+        lr = trial.suggest_float("lr", 1e-3, 1.0, log=True)
+        trial.suggest_categorical("opt", ["sgd", "adam"])
+        trial.set_user_attr("status", "diverged" if number == 0 else "reached")
+        trial.set_user_attr("jobs", [str(tmp_path / str(number))])
+        study.tell(trial, math.inf if number == 0 else 1.0 / lr)
+    write_study_record(study, tmp_path)
+    record = read_study_record(tmp_path)
+    assert record["trials"][0]["value"] is None and record["trials"][1]["value"] > 0  # JSON has no infinity
+    images = study_plots(tmp_path)
+    assert set(images) == {"optuna_history.png", "optuna_importance.png"}
+    blocks = study_blocks(tmp_path, list(images))
+    table = next(b for b in blocks if b[0] == "table")
+    assert table[1][:3] == ["trial", "status", "median s"] and [r[1] for r in table[2]][:2] == [
+        "diverged",
+        "reached",
+    ]
+    best = min(record["trials"][1:], key=lambda t: t["value"])
+    assert any(b[0] == "p" and f"Best trial: #{best['number']}" in b[1] for b in blocks)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -74,11 +75,30 @@ def _in_memory_study(record: dict[str, Any]) -> Any:
                 state=state,
                 value=value if state == TrialState.COMPLETE else None,
                 params=t["params"],
-                distributions={k: json_to_distribution(d) for k, d in t["distributions"].items()},
+                distributions={
+                    k: _containing(json_to_distribution(d), t["params"][k])
+                    for k, d in t["distributions"].items()
+                },
                 intermediate_values={int(k): v for k, v in t["intermediate"].items()},
             )
         )
     return study
+
+
+def _containing(distribution: Any, value: Any) -> Any:
+    """The distribution widened to hold `value`: an enqueued trial may lie outside the searched range."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if distribution._contains(distribution.to_internal_repr(value)):
+        return distribution
+    if isinstance(distribution, CategoricalDistribution):
+        return CategoricalDistribution([*distribution.choices, value])
+    if isinstance(distribution, FloatDistribution | IntDistribution):
+        low, high = min(distribution.low, value), max(distribution.high, value)
+        if isinstance(distribution, IntDistribution):
+            return IntDistribution(low, high, log=distribution.log)
+        return FloatDistribution(low, high, log=distribution.log)
+    return distribution
 
 
 def _png(axes: Any) -> bytes:
@@ -93,7 +113,17 @@ def _png(axes: Any) -> bytes:
 
 
 def study_plots(sweep_dir: Path) -> dict[str, bytes]:
-    """Optimization history and parameter importances (fANOVA); a plot the study cannot give yet is left out."""
+    """Optimization history and parameter importances (fANOVA); a plot the study cannot give yet is left out.
+    Never raises: the rest of the report matters more than these plots."""
+    try:
+        return _study_plots(sweep_dir)
+    except Exception as err:
+        message = f"{type(err).__name__}: {err}".replace("\n", " ")
+        print(f"warning: Optuna study plots for {sweep_dir} were not drawn: {message}", file=sys.stderr)
+        return {}
+
+
+def _study_plots(sweep_dir: Path) -> dict[str, bytes]:
     record = read_study_record(sweep_dir)
     if not record:
         return {}
