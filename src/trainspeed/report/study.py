@@ -36,7 +36,7 @@ def write_study_record(study: Any, sweep_dir: Path) -> Path:
             "number": t.number,
             "state": t.state.name,
             "status": t.user_attrs.get("status", t.state.name.lower()),
-            "value": _value(t.value) if t.values else None,
+            "value": _value(t.value) if t.state.name == "COMPLETE" else None,  # a pruned trial has no score
             "params": t.params,
             "distributions": {k: distribution_to_json(d) for k, d in t.distributions.items()},
             "intermediate": {str(k): v for k, v in t.intermediate_values.items()},
@@ -163,6 +163,13 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _status_text(trial: dict[str, Any]) -> str:
+    stopped_at = list(trial["intermediate"].values())
+    if trial["status"] == "pruned" and stopped_at:
+        return f"pruned at {stopped_at[-1]:.4g} s"
+    return trial["status"]
+
+
 def study_blocks(sweep_dir: Path, plot_names: list[str]) -> list[tuple]:
     """Report blocks for the study, or none when the sweep was not an Optuna search."""
     record = read_study_record(sweep_dir)
@@ -186,7 +193,7 @@ def study_blocks(sweep_dir: Path, plot_names: list[str]) -> list[tuple]:
         params = ", ".join(f"{k}={_cell(v)}" for k, v in best["params"].items())
         out.append(("p", f"Best trial: #{best['number']}, {_cell(best['value'])} s — {params}"))
     rows = [
-        [t["number"], t["status"], _cell(t["value"])]
+        [t["number"], _status_text(t), _cell(t["value"])]
         + [_cell(t["params"].get(k)) for k in keys]
         + [" ".join(Path(j).name for j in t["jobs"])]
         for t in trials
