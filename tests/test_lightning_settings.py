@@ -24,7 +24,7 @@ QUIET = ["trainer.max_epochs=1", "trainer.enable_progress_bar=false", "run_test=
 def test_logger_none_runs_with_the_default_callbacks(make_config):
     cfg = make_config("logger=none", *QUIET)
     summary = run_job(cfg)
-    assert summary["status"] == "completed" and summary["steps"] == 20
+    assert summary.status == "completed" and summary.steps == 20
     assert (
         json.loads((Path(cfg.hydra.runtime.output_dir) / "summary.json").read_text())["status"] == "completed"
     )
@@ -75,7 +75,7 @@ def test_no_checkpoint_is_written_where_the_config_says_none(make_config, overri
     """debug=fast ("no logs, no checkpoints") and callbacks=none (no checkpoint callback) write no .ckpt at all:
     not Lightning's save_last at the end of a fast_dev_run, nor its own default epoch=…-step=….ckpt."""
     cfg = make_config("logger=csv", *QUIET, *overrides)
-    assert run_job(cfg)["status"] == "completed"
+    assert run_job(cfg).status == "completed"
     assert sorted(Path(cfg.hydra.runtime.output_dir).rglob("*.ckpt")) == []
 
 

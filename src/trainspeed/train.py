@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from trainspeed.config_paths import CONFIG_NAME, config_dir, in_sweep
 from trainspeed.errors import TrainspeedError, is_user_error
 from trainspeed.lightning_refusal import refusal_message
+from trainspeed.parallel_jobs import check_sweep_launcher, prepare_parallel_job
 from trainspeed.quiet import quiet_library_noise
 from trainspeed.record.run_folder import LAST_CHECKPOINT
 from trainspeed.resume import already_finished, resume_arguments, sweep_job_plan
@@ -49,6 +50,7 @@ def _run(cfg: DictConfig) -> tuple[float | None, bool]:
     try:
         validate(cfg)  # before torch is imported: a refused run costs a second, not a model build
         resolve_run_mode(cfg)  # target.stop and the validation cadence, as a run or as a sweep job
+        check_sweep_launcher(cfg)
     except TrainspeedError as err:
         record_refusal(cfg, err, time.perf_counter() - started)  # Hydra made the folder: mark it failed
         return _job_failed(err, cfg), False
@@ -67,6 +69,7 @@ def _run(cfg: DictConfig) -> tuple[float | None, bool]:
             resume_from = str(Path(hydra_cfg.runtime.output_dir) / LAST_CHECKPOINT)
     from trainspeed.job import run_job  # torch and Lightning load only for a config that passed validation
 
+    prepare_parallel_job(cfg)  # threads / GPU / DDP environment when jobs run side by side
     try:
         summary = run_job(cfg, resume_from=resume_from)
     except KeyboardInterrupt:  # Ctrl-C: run_job wrote the record and checkpoints/last.ckpt; a sweep stops too

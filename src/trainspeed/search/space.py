@@ -1,0 +1,112 @@
+"""The search space: Hydra sweep overrides (choice / range / interval, tag(log, ...)) as Optuna distributions.
+
+The syntax is the one Hydra's own Optuna sweeper documents, so a search space reads the same in both:
+`optimizer.lr: tag(log, interval(1e-4, 1))`, `optimizer: choice(adam, adamw)`, `model.depth: range(1, 5)`,
+`model.width: tag(int, interval(64, 512))`. A plain value is fixed for every trial; `seed` is not searched: its
+values are the seeds every trial runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import BaseTrial
+
+from trainspeed.errors import ConfigError
+
+PRIMITIVE = (str, int, float, bool, type(None))
+
+
+@dataclass
+class SearchSpace:
+    """What every trial samples (distributions), what every job gets (fixed overrides) and the seeds."""
+
+    distributions: dict[str, BaseDistribution] = field(default_factory=dict)
+    fixed: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0])
+
+    def suggest(self, trial: BaseTrial) -> dict[str, Any]:
+        """A value for every searched key (Optuna's sampler chooses; enqueued trials get their fixed values)."""
+        return {key: _suggest(trial, key, dist) for key, dist in self.distributions.items()}
+
+    def job_overrides(self, params: Mapping[str, Any]) -> list[list[str]]:
+        """One job per seed: the fixed overrides, the trial's values, the seed."""
+        searched = [f"{key}={_override_value(value)}" for key, value in params.items()]
+        return [[*self.fixed, *searched, f"seed={seed}"] for seed in self.seeds]
+
+
+def _suggest(trial: BaseTrial, key: str, dist: BaseDistribution) -> Any:
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(key, dist.low, dist.high, log=dist.log, step=dist.step)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(key, dist.low, dist.high, log=dist.log, step=dist.step)
+    return trial.suggest_categorical(key, dist.choices)
+
+
+def _override_value(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    return "null" if value is None else str(value)
+
+
+def _categorical(key: str, values: list[Any]) -> CategoricalDistribution:
+    # Optuna stores only primitive choices: a list such as betas [0.9,0.999] is kept as its override text
+    choices = [v if isinstance(v, PRIMITIVE) else _list_text(v) for v in values]
+    if not choices:
+        raise ConfigError(f"hydra.sweeper.params.{key}", values, "at least one choice")
+    return CategoricalDistribution(choices)
+
+
+def _list_text(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_list_text(v) for v in value) + "]"
+    return _override_value(value)
+
+
+def _distribution(override: Override) -> BaseDistribution:
+    key = override.get_key_element()
+    sweep = override.value()
+    if isinstance(sweep, ChoiceSweep):
+        return _categorical(key, list(override.sweep_iterator()))
+    if isinstance(sweep, RangeSweep):
+        values = list(override.sweep_iterator())
+        if all(isinstance(v, int) for v in values) and len(values) > 1:
+            return IntDistribution(values[0], values[-1], step=values[1] - values[0])
+        return _categorical(key, values)
+    if isinstance(sweep, IntervalSweep):
+        log = "log" in sweep.tags
+        if "int" in sweep.tags:
+            return IntDistribution(int(sweep.start), int(sweep.end), log=log)
+        return FloatDistribution(float(sweep.start), float(sweep.end), log=log)
+    raise ConfigError(
+        f"hydra.sweeper.params.{key}",
+        override.get_value_element_as_str(),
+        "choice(...), range(...), interval(a, b) (tag(log, ...) for a log scale) or a plain value",
+    )
+
+
+def parse_space(parser: OverridesParser, params: Mapping[str, Any], arguments: Iterable[str]) -> SearchSpace:
+    """The search space from the sweeper's `params` and the command line (which wins for the same key)."""
+    texts = {str(k): f"{k}={v}" for k, v in (params or {}).items()}
+    for override in parser.parse_overrides(list(arguments)):
+        texts[override.get_key_element()] = override.input_line or ""
+    space = SearchSpace()
+    for key, override in ((k, parser.parse_override(t)) for k, t in texts.items()):
+        if key == "seed":
+            seeds = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+            space.seeds = [int(s) for s in seeds]
+        elif override.is_sweep_override():
+            space.distributions[key] = _distribution(override)
+        else:
+            space.fixed.append(override.input_line or f"{key}={override.get_value_element_as_str()}")
+    return space
