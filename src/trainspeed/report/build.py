@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainspeed.report import document, plots, render
+from trainspeed.report import diagnostics_plots, document, plots, render
 from trainspeed.report.aggregate import (
     ConfigResult,
     LRPick,
@@ -58,9 +58,12 @@ def build_report(sweep_dir: Path, print_table: bool = True, tau_max: float = TAU
     picks = lr_picks(ranked, lr_key_of(runs))
     target, metric = _target(runs)
     images = plots.all_plots(ranked, profile, picks, target, metric)
+    diagnostics = diagnostics_plots.sweep_figures(ranked)  # heatmaps of the runs that wrote diagnostics.csv
+    images.update(diagnostics)
     plot_paths = [render.write_atomic(sweep_dir / "plots" / name, png) for name, png in images.items()]
 
     blocks = document.blocks(sweep_dir, runs, ranked, picks, profile, varying_keys(runs), list(images))
+    blocks += diagnostics_plots.report_blocks(diagnostics)
     csv_path = render.write_atomic(sweep_dir / "report.csv", render.csv_text(ranked))
     md_path = render.write_atomic(sweep_dir / "report.md", render.markdown(blocks))
     page = render.html_page(blocks, images, title=f"Sweep report: {sweep_dir.name}")
