@@ -1,0 +1,232 @@
+"""Per-layer diagnostics: what they record (vanishing signal, dead units), when their hooks exist, how the file grows
+on resume, and the heatmaps of `python -m trainspeed.diagnose` and of the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from conftest import FAST, run_cli
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from report_fixtures import make_job
+
+from trainspeed.callbacks.diagnostics import LayerDiagnostics
+from trainspeed.data import build_datamodule
+from trainspeed.job import run_job
+from trainspeed.model import build_network
+from trainspeed.record.diagnostics_csv import COLUMNS, LayerRow, append_rows, read_rows
+from trainspeed.report.build import build_report
+from trainspeed.training.classifier import Classifier
+
+PNG = b"\x89PNG\r\n\x1a\n"
+DEEP_RELU = ["model.depth=30", "model.width=64", "activation=relu", "normalization=none"]
+
+
+def csv_of(cfg) -> Path:
+    return Path(cfg.hydra.runtime.output_dir) / "diagnostics.csv"
+
+
+def step_rows(path: Path, step: int) -> dict[str, LayerRow]:
+    return {row.layer: row for row in read_rows(path) if row.step == step}
+
+
+@pytest.mark.parametrize(
+    ("initializer", "vanishes"),
+    [("xavier_normal", True), ("kaiming_normal", False)],
+)
+def test_deep_relu_signal_vanishes_under_glorot_and_survives_under_he(make_config, initializer, vanishes):
+    """Glorot's gain-1 scaling halves a ReLU layer's output variance at every layer: over 29 layers the std
+    falls to ~2^-14.5 of the first layer's. He's gain sqrt(2) keeps it."""
+    cfg = make_config(
+        *DEEP_RELU, f"initializer={initializer}", "callbacks=diagnostics", "trainer.max_steps=1", *FAST
+    )
+    run_job(cfg)
+    header = csv_of(cfg).read_text().splitlines()[0].split(",")
+    assert header == list(COLUMNS)
+    rows = step_rows(csv_of(cfg), 0)
+    hidden = sorted((r for r in rows.values() if r.dead_fraction is not None), key=lambda r: r.position)
+    assert [r.layer for r in hidden] == [f"body.{2 * i + 1}" for i in range(30)]
+    assert rows["head"].dead_fraction is None and rows["head"].saturated_fraction is None
+    ratio = hidden[-1].act_std / hidden[0].act_std
+    assert (ratio < 0.05) if vanishes else (ratio > 0.2), ratio
+    assert all(r.grad_norm > 0 and 0 < r.update_ratio < 1 for r in rows.values())
+
+
+def _fit(network, dm, callbacks, max_steps: int, ckpt_path: str | None = None) -> pl.Trainer:
+    opt = {"name": "adam", "lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.0}
+    from omegaconf import OmegaConf
+
+    module = Classifier(network, OmegaConf.create(opt), OmegaConf.create({"name": "none"}), dm.num_classes)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=max_steps,
+        logger=False,
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=callbacks,
+    )
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    return trainer
+
+
+@pytest.fixture
+def small_mlp(make_config):
+    """A real 2-layer ReLU MLP on the digits (Linear body.1 -> ReLU -> Linear body.3 -> ReLU -> head)."""
+
+    def make(*overrides: str):
+        cfg = make_config(
+            "model.depth=2", "model.width=32", "activation=relu", "normalization=none", *overrides
+        )
+        torch.manual_seed(0)
+        dm = build_datamodule(cfg.data, 0)
+        return build_network(cfg, dm.input_shape, dm.num_classes), dm
+
+    return make
+
+
+def test_a_layer_forced_negative_after_a_relu_is_all_dead_and_learns_nothing(small_mlp, tmp_path):
+    network, dm = small_mlp()
+    with torch.no_grad():  # its input is a ReLU's output (>= 0): every pre-activation is < 0
+        network.body[3].weight.copy_(-network.body[3].weight.abs())
+        network.body[3].bias.fill_(-0.1)
+    _fit(network, dm, [LayerDiagnostics(tmp_path, every_n_steps=1)], max_steps=2)
+    for step in (0, 1):
+        rows = step_rows(tmp_path / "diagnostics.csv", step)
+        assert rows["body.3"].dead_fraction == 1.0
+        assert rows["body.1"].dead_fraction < 0.5
+        # nothing learns around a dead layer: no gradient passes it to the layers below, and the head above sees
+        # only zeros (only its bias learns)
+        assert all(row.grad_norm == 0.0 and row.update_ratio == 0.0 for row in rows.values())
+
+
+def test_a_sigmoid_layer_with_huge_weights_is_saturated(small_mlp, tmp_path):
+    network, dm = small_mlp("activation=sigmoid")
+    with torch.no_grad():
+        network.body[1].weight.mul_(1000.0)
+    _fit(network, dm, [LayerDiagnostics(tmp_path, every_n_steps=1)], max_steps=1)
+    rows = step_rows(tmp_path / "diagnostics.csv", 0)
+    assert rows["body.1"].saturated_fraction > 0.9 and rows["body.1"].dead_fraction is None
+    assert rows["body.3"].saturated_fraction < 0.5
+
+
+class HookProbe(Callback):
+    """Counts the hooks on every module and on the optimizer at each training batch (module-level record)."""
+
+    seen: list[tuple[int, int, int]] = []  # (global step, forward hooks, optimizer step pre-hooks)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        forward = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in pl_module.modules())
+        pre = len(trainer.optimizers[0]._optimizer_step_pre_hooks)
+        HookProbe.seen.append((trainer.global_step, forward, pre))
+
+    def on_train_end(self, trainer, pl_module):
+        self.on_train_batch_start(trainer, pl_module, None, -1)
+        post = len(trainer.optimizers[0]._optimizer_step_post_hooks)
+        HookProbe.seen.append((-1, post, 0))
+
+
+PROBE = "+callbacks.probe._target_=test_diagnostics.HookProbe"
+
+
+def test_without_diagnostics_no_hook_is_ever_registered(make_config):
+    HookProbe.seen = []
+    run_job(make_config(PROBE, "trainer.max_steps=6", *FAST))
+    assert len(HookProbe.seen) == 6 + 2
+    assert all(forward == 0 and pre == 0 for _, forward, pre in HookProbe.seen)
+    assert not csv_of(make_config()).exists()
+
+
+def test_forward_hooks_exist_only_around_diagnostic_steps(make_config):
+    HookProbe.seen = []
+    cfg = make_config(
+        PROBE, "callbacks=diagnostics", "callbacks.diagnostics.every_n_steps=3", "trainer.max_steps=7"
+    )
+    run_job(cfg)
+    per_step = {step: (forward, pre) for step, forward, pre in HookProbe.seen[:-2]}
+    armed = {step for step, (forward, pre) in per_step.items() if forward}
+    assert armed == {0, 3, 6}
+    assert all(pre == 1 for step, (_, pre) in per_step.items() if step in armed)
+    assert all(pre == 0 for step, (_, pre) in per_step.items() if step not in armed)
+    assert HookProbe.seen[-2][1:] == (0, 0) and HookProbe.seen[-1][1] == 0  # all removed at the end
+    assert sorted({row.step for row in read_rows(csv_of(cfg))}) == [0, 3, 6]
+
+
+def test_resumed_run_appends_without_rewriting_or_repeating_rows(small_mlp, tmp_path):
+    """A run killed after step 5 with its last checkpoint at step 4 wrote rows for 0, 2, 4; resumed from the
+    checkpoint it writes 6 and 8 only, after the untouched earlier bytes."""
+    network, dm = small_mlp()
+    path = tmp_path / "diagnostics.csv"
+    last = ModelCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0, every_n_train_steps=4)
+    _fit(network, dm, [LayerDiagnostics(tmp_path, every_n_steps=2), last], max_steps=5)
+    first = path.read_bytes()
+    assert sorted({r.step for r in read_rows(path)}) == [0, 2, 4]
+    network, dm = small_mlp()
+    _fit(
+        network,
+        dm,
+        [LayerDiagnostics(tmp_path, every_n_steps=2)],
+        max_steps=9,
+        ckpt_path=str(tmp_path / "last.ckpt"),
+    )
+    assert path.read_bytes().startswith(first)
+    steps = [r.step for r in read_rows(path) if r.layer == "head"]
+    assert steps == [0, 2, 4, 6, 8]
+
+
+def _rows(step_stds: dict[int, list[float]]) -> list[LayerRow]:
+    return [
+        LayerRow(step, i, f"body.{2 * i + 1}", 0.0, std, 0.1, None, 0.5, 1e-3)
+        for step, stds in step_stds.items()
+        for i, std in enumerate(stds)
+    ]
+
+
+def test_diagnose_draws_the_heatmaps_of_a_run_folder(tmp_path):
+    run = tmp_path / "run"
+    append_rows(run / "diagnostics.csv", _rows({0: [1.0, 0.1, 0.01], 10: [1.0, 0.5, 0.2]}))
+    with (run / "diagnostics.csv").open("a") as handle:
+        handle.write("20,0,bod")  # a line cut short by a kill is skipped
+    result = run_cli(["trainspeed.diagnose", str(run)], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    names = {"diagnostics_act_std.png", "diagnostics_grad_norm.png", "diagnostics_update_ratio.png"}
+    names.add("diagnostics_inactive.png")
+    assert {p.name for p in (run / "plots").iterdir()} == names
+    assert all((run / "plots" / n).read_bytes().startswith(PNG) for n in names)
+    assert result.stdout.count("diagnostics_") == 4
+
+
+def test_diagnose_without_diagnostics_csv_is_one_line_and_exit_2(tmp_path):
+    result = run_cli(["trainspeed.diagnose", str(tmp_path)], cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path} has no diagnostics.csv (record one by training with callbacks=diagnostics)"
+    ]
+
+
+def test_report_gains_heatmaps_when_runs_recorded_diagnostics(tmp_path):
+    sweep = tmp_path / "sweep"
+    for job, (init, seed) in enumerate([("xavier_normal", 0), ("xavier_normal", 1), ("kaiming_normal", 0)]):
+        folder = make_job(sweep, job, [f"initializer={init}", f"seed={seed}"], seconds=1.0 + job)
+        stds = [1.0, 0.01, 1e-4] if init == "xavier_normal" else [1.0, 0.9, 0.8]
+        append_rows(folder / "diagnostics.csv", _rows({0: stds, 5: stds}))
+    report = build_report(sweep, print_table=False)
+    plots = {p.name for p in report.plot_paths}
+    assert {"diagnostics_act_std.png", "diagnostics_grad_norm.png"} <= plots
+    markdown = report.md_path.read_text()
+    assert (
+        "## Layer diagnostics" in markdown
+        and "![std of each layer's output](plots/diagnostics_act_std.png)" in markdown
+    )
+    assert report.html_path.read_text().count("data:image/png;base64,") == markdown.count("![")
+
+
+def test_report_without_diagnostics_has_no_such_section(tmp_path):
+    make_job(tmp_path / "sweep", 0, ["optimizer=adam"], seconds=1.0)
+    report = build_report(tmp_path / "sweep", print_table=False)
+    assert "Layer diagnostics" not in report.md_path.read_text()
+    assert not any(p.name.startswith("diagnostics_") for p in report.plot_paths)
