@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from conftest import FAST, run_cli
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from report_fixtures import make_job
@@ -52,6 +53,10 @@ def test_deep_relu_signal_vanishes_under_glorot_and_survives_under_he(make_confi
     ratio = hidden[-1].act_std / hidden[0].act_std
     assert (ratio < 0.05) if vanishes else (ratio > 0.2), ratio
     assert all(r.grad_norm > 0 and 0 < r.update_ratio < 1 for r in rows.values())
+    logged = (csv_of(cfg).parent / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"diag_act_std/00_body_1", "diag_dead_fraction/29_body_59", "diag_grad_norm/30_head"} <= set(
+        logged
+    )
 
 
 def _fit(network, dm, callbacks, max_steps: int, ckpt_path: str | None = None) -> pl.Trainer:
@@ -230,3 +235,53 @@ def test_report_without_diagnostics_has_no_such_section(tmp_path):
     report = build_report(tmp_path / "sweep", print_table=False)
     assert "Layer diagnostics" not in report.md_path.read_text()
     assert not any(p.name.startswith("diagnostics_") for p in report.plot_paths)
+
+
+class SeveralStepsPerIteration(pl.LightningModule):
+    """Manual optimization running 3 optimizer steps per Lightning iteration on the plain torch optimizer, each
+    counted in global_step: the loop design in which Lightning's batch hooks fire once per 3 steps. Records the
+    mean of the first layer's output at every step, computed apart from the module (no hook sees it)."""
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        super().__init__()
+        self.network, self.automatic_optimization = network, False
+        self.first_layer_means: list[float] = []
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        optimizer = self.optimizers().optimizer
+        progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+        first = self.network.body[1]
+        for part in range(3):
+            xs, ys = x[part::3], y[part::3]
+            self.first_layer_means.append(float(F.linear(xs.flatten(1), first.weight, first.bias).mean()))
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(self.network(xs), ys).backward()
+            optimizer.step()
+            progress.increment_ready()
+            progress.increment_completed()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_several_optimizer_steps_per_iteration_are_each_diagnosed_on_their_own_forward(small_mlp, tmp_path):
+    network, dm = small_mlp()
+    module = SeveralStepsPerIteration(network)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=9,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[LayerDiagnostics(tmp_path, every_n_steps=2)],
+    )
+    trainer.fit(module, datamodule=dm)
+    assert trainer.global_step == 9
+    first = [row for row in read_rows(tmp_path / "diagnostics.csv") if row.position == 0]
+    assert [row.step for row in first] == [0, 2, 4, 6, 8]
+    for row in first:
+        assert row.act_mean == pytest.approx(module.first_layer_means[row.step], rel=1e-4, abs=1e-6)
+        assert row.grad_norm > 0 and row.update_ratio > 0

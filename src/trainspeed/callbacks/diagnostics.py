@@ -3,7 +3,8 @@
 For each Linear / Conv layer (layer_stats.py): the mean and std of its output, the fraction of dead units (ReLU
 family) or saturated outputs (sigmoid / tanh) after its activation, the norm of its weight's gradient and the
 update-to-weight ratio of the step. Written to diagnostics.csv in the run folder and to every logger as
-`diag/<statistic>/<position>_<layer>`.
+`diag_<statistic>/<position>_<layer>` (W&B and TensorBoard make a chart section of the part before the first
+slash: one section per statistic, its charts in layer order).
 
 Cost: with the callback absent nothing is registered anywhere. With it, the only hook that lives all run is an
 optimizer step post-hook that counts steps (one Python call per step); the forward hooks and the optimizer
@@ -62,13 +63,15 @@ class LayerDiagnostics(Callback):
         self._loggers = list(trainer.loggers)
         self._written_up_to = last_step(self.path)
         self._counter = self._optimizer.register_step_post_hook(self._after_step)
-        self._sync(trainer.global_step)
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx
     ) -> None:
+        # arms the first diagnostic step of the iteration (a warm-up forward before the first batch stays out);
+        # later steps of an iteration that runs several are armed by the step before them (_after_step).
+        # Lightning's count wins over ours: a step the AMP scaler skipped never called the optimizer.
         if self._counter is not None:
-            self._sync(trainer.global_step)  # follow Lightning's count (a step the AMP scaler skipped counts)
+            self._sync(trainer.global_step)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._teardown()
@@ -166,7 +169,7 @@ class LayerDiagnostics(Callback):
 
     def _log(self, rows: list[LayerRow], step: int) -> None:
         metrics: dict[str, Any] = {
-            f"diag/{stat}/{row.position:02d}_{row.layer.replace('.', '_')}": row.stat(stat)
+            f"diag_{stat}/{row.position:02d}_{row.layer.replace('.', '_')}": row.stat(stat)
             for row in rows
             for stat in STATS
             if row.stat(stat) is not None
