@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 import textwrap
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,6 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from trainspeed.record.diagnostics_csv import FILENAME, LayerRow, read_rows
 from trainspeed.report.aggregate import ConfigResult
@@ -81,7 +81,8 @@ def grid(runs: Sequence[list[LayerRow]], stat: str) -> Grid | None:
                 stack[k, row_of[row.position], col_of[row.step]] = value
     if np.all(np.isnan(stack)):
         return None
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a cell no run recorded stays NaN
         values = np.nanmedian(stack, axis=0) if len(runs) > 1 else stack[0]
     return Grid([names[p] for p in positions], steps, values, len(runs))
 
@@ -126,7 +127,7 @@ def heatmap_png(panels: list[tuple[str, Grid]], heatmap: Heatmap) -> bytes:
         ax.set_yticks(ticks, [g.layers[i] for i in ticks], fontsize="x-small")
         seeds = f" (median of {g.runs} runs)" if g.runs > 1 else ""
         ax.set_title(textwrap.fill(f"{title}{seeds}", 60), fontsize="small")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xticks(g.steps[:: max(1, math.ceil(len(g.steps) / 10))])
         ax.set_xlabel("optimizer step", fontsize="small")
         ax.tick_params(axis="x", labelsize="x-small")
     for ax in list(axes.flat)[len(panels) :]:
