@@ -285,3 +285,12 @@ def test_several_optimizer_steps_per_iteration_are_each_diagnosed_on_their_own_f
     for row in first:
         assert row.act_mean == pytest.approx(module.first_layer_means[row.step], rel=1e-4, abs=1e-6)
         assert row.grad_norm > 0 and row.update_ratio > 0
+
+
+def test_a_fresh_start_in_a_folder_with_diagnostics_sets_the_old_file_aside(small_mlp, tmp_path):
+    append_rows(tmp_path / "diagnostics.csv", _rows({0: [1.0], 10: [1.0]}))
+    before = (tmp_path / "diagnostics.csv").read_bytes()
+    network, dm = small_mlp()
+    _fit(network, dm, [LayerDiagnostics(tmp_path, every_n_steps=2)], max_steps=3)
+    assert (tmp_path / "diagnostics.1.csv").read_bytes() == before
+    assert sorted({r.step for r in read_rows(tmp_path / "diagnostics.csv")}) == [0, 2]

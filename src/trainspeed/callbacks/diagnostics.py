@@ -29,8 +29,15 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from torch.utils.hooks import RemovableHandle
 
-from trainspeed.callbacks.layer_stats import WatchedLayer, activation_stat, output_stats, watched_layers
-from trainspeed.record.diagnostics_csv import FILENAME, STATS, LayerRow, append_rows, last_step
+from trainspeed.callbacks.layer_stats import WatchedLayer, activation_fraction, output_stats, watched_layers
+from trainspeed.record.diagnostics_csv import (
+    FILENAME,
+    STATS,
+    LayerRow,
+    append_rows,
+    last_step,
+    set_aside,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +69,10 @@ class LayerDiagnostics(Callback):
         self._optimizer = trainer.optimizers[0]
         self._loggers = list(trainer.loggers)
         self._written_up_to = last_step(self.path)
+        if self._written_up_to is not None and trainer.global_step == 0:
+            self._written_up_to = None  # a new start, not a resume: the earlier attempt's rows are kept aside
+            kept = set_aside(self.path)
+            log.warning("%s holds an earlier attempt's rows: moved to %s", self.path, kept)
         self._counter = self._optimizer.register_step_post_hook(self._after_step)
 
     def on_train_batch_start(
@@ -123,10 +134,10 @@ class LayerDiagnostics(Callback):
                 self._captured[(layer.position, "act_std")] = std
 
     def _record_activation(self, layer: WatchedLayer, module, args, output) -> None:
-        if torch.is_grad_enabled() and isinstance(output, torch.Tensor):
+        key = (layer.position, layer.activation_stat)
+        if torch.is_grad_enabled() and isinstance(output, torch.Tensor) and key not in self._captured:
             with torch.no_grad():
-                name, value = activation_stat(output, layer)
-            self._captured.setdefault((layer.position, name), value)
+                self._captured[key] = activation_fraction(output, layer)
 
     def _before_step(self, optimizer, args, kwargs) -> None:
         with torch.no_grad():

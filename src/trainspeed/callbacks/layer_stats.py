@@ -47,6 +47,12 @@ class WatchedLayer:
     activation: nn.Module | None  # the activation module that follows it, if any
     unit_dim: int  # the dimension that indexes units: features (last) for Linear, channels (1) for Conv
 
+    @property
+    def activation_stat(self) -> str | None:
+        """The statistic its activation gets: dead_fraction (ReLU family), saturated_fraction, or None."""
+        kind = activation_kind(self.activation) if self.activation is not None else None
+        return None if kind is None else f"{kind}_fraction"
+
 
 def _short_names(names: list[str]) -> list[str]:
     """Module paths relative to the network: without the LightningModule's attribute holding it (`network.`) and
@@ -94,8 +100,8 @@ def saturated_fraction(output: torch.Tensor, activation: nn.Module) -> torch.Ten
     return ((y <= low + margin) | (y >= high - margin)).float().mean()
 
 
-def activation_stat(output: torch.Tensor, layer: WatchedLayer) -> tuple[str, torch.Tensor]:
-    """("dead_fraction" | "saturated_fraction", its value) for the output of the layer's activation."""
-    if activation_kind(layer.activation) == "dead":
-        return "dead_fraction", dead_fraction(output, layer.unit_dim)
-    return "saturated_fraction", saturated_fraction(output, layer.activation)
+def activation_fraction(output: torch.Tensor, layer: WatchedLayer) -> torch.Tensor:
+    """The layer's `activation_stat` for the output of its activation."""
+    if layer.activation_stat == "dead_fraction":
+        return dead_fraction(output, layer.unit_dim)
+    return saturated_fraction(output, layer.activation)

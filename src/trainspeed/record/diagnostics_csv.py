@@ -2,7 +2,8 @@
 
 One row per layer and diagnostic step. The file only grows: a resumed run appends the steps it has not written yet
 and never rewrites earlier rows (the rows a killed run wrote after its last checkpoint stay, and are not written a
-second time). Readers skip a truncated last line. No torch here: the report reads this file too.
+second time). A run that starts from step 0 in a folder that holds the file (an attempt killed before its first
+checkpoint, run again) first sets the old file aside as diagnostics.1.csv. Readers skip a truncated last line. No torch here: the report reads this file too.
 """
 
 from __future__ import annotations
@@ -74,6 +75,17 @@ def last_step(path: Path) -> int | None:
     """The highest step the file holds (None when it holds none): a resumed run writes only later steps."""
     steps = [row.step for row in read_rows(path)]
     return max(steps) if steps else None
+
+
+def set_aside(path: Path) -> Path:
+    """Rename the file to the first free `<name>.<n>.csv` (a run started afresh in the folder of an attempt that
+    left no checkpoint: its rows are kept, not mixed with the new run's) and return the new path."""
+    path = Path(path)
+    n = 1
+    while (kept := path.with_name(f"{path.stem}.{n}{path.suffix}")).exists():
+        n += 1
+    path.rename(kept)
+    return kept
 
 
 def append_rows(path: Path, rows: Iterable[LayerRow]) -> None:
