@@ -3,6 +3,7 @@ on resume, and the heatmaps of `python -m trainspeed.diagnose` and of the report
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -294,3 +295,50 @@ def test_a_fresh_start_in_a_folder_with_diagnostics_sets_the_old_file_aside(smal
     _fit(network, dm, [LayerDiagnostics(tmp_path, every_n_steps=2)], max_steps=3)
     assert (tmp_path / "diagnostics.1.csv").read_bytes() == before
     assert sorted({r.step for r in read_rows(tmp_path / "diagnostics.csv")}) == [0, 2]
+
+
+def test_wandb_run_holds_the_diagnostics_and_the_watched_histograms(tmp_path):
+    """`logger=wandb`, `logger.wandb.watch=all`: the W&B history has a chart per layer and statistic, and W&B's
+    gradient and parameter histograms (read back with W&B's own reader)."""
+    from test_wandb import isolated_env, offline_run_dir, run_records, train
+
+    args = ["callbacks=diagnostics", "callbacks.diagnostics.every_n_steps=5", "trainer.max_steps=10", *FAST]
+    args += [
+        "logger=wandb",
+        "logger.wandb.watch=all",
+        "logger.wandb.watch_log_freq=5",
+        f"hydra.run.dir={tmp_path}",
+    ]
+    result = train([a for a in args if a != "logger=csv"], tmp_path, isolated_env(tmp_path / "home"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    history = [item["item"] for item in run_records(offline_run_dir(tmp_path))["history"]]
+    keys = {key for item in history for key in item}
+    assert {"diag_act_std/00_body_1", "diag_grad_norm/02_head", "diag_update_ratio/01_body_3"} <= keys
+    assert any(key.startswith("gradients/body.1.weight") for key in keys)
+    assert any(key.startswith("parameters/body.1.weight") for key in keys)
+    diag_steps = sorted(
+        int(item["trainer/global_step"]) for item in history if "diag_act_std/00_body_1" in item
+    )
+    assert diag_steps == [0, 5]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "logger.wandb.watch=grads",
+            "logger.wandb.watch='grads' is not valid (unknown name); accepted: did you mean",
+        ),
+        (
+            "logger.wandb.watch_log_freq=0",
+            "logger.wandb.watch_log_freq=0 is not valid; accepted: an integer ≥ 1",
+        ),
+        ("callbacks.diagnostics.every_n_steps=0", "callbacks.diagnostics.every_n_steps=0 is not valid"),
+    ],
+)
+def test_bad_diagnostics_or_watch_settings_are_refused_by_name(make_config, override, message):
+    from trainspeed.errors import ConfigError
+    from trainspeed.validation import validate
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate(make_config("callbacks=diagnostics", override))

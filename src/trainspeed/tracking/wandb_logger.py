@@ -166,9 +166,14 @@ class WandbRunLogger(WandbLogger):
         if self._watch is None or self._watched:
             return
         self._watched = True
+        # W&B logs parameters from a forward hook on the watched module, and a LightningModule's training step
+        # calls its network, never itself: watch the one child that holds the parameters (charts then read
+        # gradients/body.1.weight, the layer names of the diagnostics)
+        holders = [child for child in model.children() if next(child.parameters(), None) is not None]
+        target = holders[0] if len(holders) == 1 else model
         # Lightning's WandbLogger.watch, with idx=0: W&B numbers the models watched in one process, and would
         # name the charts of a sweep's second job graph_1/..., unlike the first job's
-        self.experiment.watch(model, log=self._watch, log_freq=self._watch_log_freq, log_graph=False, idx=0)
+        self.experiment.watch(target, log=self._watch, log_freq=self._watch_log_freq, log_graph=False, idx=0)
 
     @rank_zero_only
     def finish_run(self, summary: dict[str, Any]) -> None:
