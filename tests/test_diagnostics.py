@@ -121,19 +121,39 @@ def test_a_sigmoid_layer_with_huge_weights_is_saturated(small_mlp, tmp_path):
 
 
 class HookProbe(Callback):
-    """Counts the hooks on every module and on the optimizer at each training batch (module-level record)."""
+    """At every training forward of the first Linear layer, counts the hooks on all modules and the optimizer's
+    step pre-hooks, with the step; at the end of training, what is left. Its own probe is a global forward
+    pre-hook, which no module's hook dicts hold, and it counts per optimizer step whatever runs the loop."""
 
-    seen: list[tuple[int, int, int]] = []  # (global step, forward hooks, optimizer step pre-hooks)
+    seen: list[tuple[int, int, int]] = []  # (global step, module hooks, optimizer step pre-hooks)
+    left: tuple[int, int, int] = (
+        0,
+        0,
+        0,
+    )  # (module hooks, optimizer pre-hooks, optimizer post-hooks) at the end
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        forward = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in pl_module.modules())
-        pre = len(trainer.optimizers[0]._optimizer_step_pre_hooks)
-        HookProbe.seen.append((trainer.global_step, forward, pre))
+    def on_train_start(self, trainer, pl_module):
+        first = next(m for m in pl_module.modules() if isinstance(m, torch.nn.Linear))
+
+        def probe(module, args):
+            if module is first and torch.is_grad_enabled():
+                HookProbe.seen.append((trainer.global_step, *self.counts(trainer, pl_module)[:2]))
+
+        self.handle = torch.nn.modules.module.register_module_forward_pre_hook(probe)
 
     def on_train_end(self, trainer, pl_module):
-        self.on_train_batch_start(trainer, pl_module, None, -1)
-        post = len(trainer.optimizers[0]._optimizer_step_post_hooks)
-        HookProbe.seen.append((-1, post, 0))
+        self.handle.remove()
+        HookProbe.left = self.counts(trainer, pl_module)
+
+    @staticmethod
+    def counts(trainer, pl_module) -> tuple[int, int, int]:
+        module_hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in pl_module.modules())
+        optimizer = trainer.optimizers[0]
+        return (
+            module_hooks,
+            len(optimizer._optimizer_step_pre_hooks),
+            len(optimizer._optimizer_step_post_hooks),
+        )
 
 
 PROBE = "+callbacks.probe._target_=test_diagnostics.HookProbe"
@@ -141,24 +161,25 @@ PROBE = "+callbacks.probe._target_=test_diagnostics.HookProbe"
 
 def test_without_diagnostics_no_hook_is_ever_registered(make_config):
     HookProbe.seen = []
-    run_job(make_config(PROBE, "trainer.max_steps=6", *FAST))
-    assert len(HookProbe.seen) == 6 + 2
-    assert all(forward == 0 and pre == 0 for _, forward, pre in HookProbe.seen)
-    assert not csv_of(make_config()).exists()
+    cfg = make_config(PROBE, "trainer.max_steps=6", *FAST)
+    run_job(cfg)
+    assert [step for step, _, _ in HookProbe.seen] == [0, 1, 2, 3, 4, 5]
+    assert all(hooks == pre == 0 for _, hooks, pre in HookProbe.seen)
+    assert HookProbe.left == (0, 0, 0)
+    assert not csv_of(cfg).exists()
 
 
 def test_forward_hooks_exist_only_around_diagnostic_steps(make_config):
     HookProbe.seen = []
     cfg = make_config(
-        PROBE, "callbacks=diagnostics", "callbacks.diagnostics.every_n_steps=3", "trainer.max_steps=7"
+        PROBE, "callbacks=diagnostics", "callbacks.diagnostics.every_n_steps=3", "trainer.max_steps=7", *FAST
     )
     run_job(cfg)
-    per_step = {step: (forward, pre) for step, forward, pre in HookProbe.seen[:-2]}
-    armed = {step for step, (forward, pre) in per_step.items() if forward}
-    assert armed == {0, 3, 6}
-    assert all(pre == 1 for step, (_, pre) in per_step.items() if step in armed)
-    assert all(pre == 0 for step, (_, pre) in per_step.items() if step not in armed)
-    assert HookProbe.seen[-2][1:] == (0, 0) and HookProbe.seen[-1][1] == 0  # all removed at the end
+    assert [step for step, _, _ in HookProbe.seen] == list(range(7))
+    armed = [step for step, hooks, pre in HookProbe.seen if hooks and pre == 1]
+    assert armed == [0, 3, 6]
+    assert all(hooks == pre == 0 for step, hooks, pre in HookProbe.seen if step not in armed)
+    assert HookProbe.left == (0, 0, 0)  # all removed at the end, the step counter too
     assert sorted({row.step for row in read_rows(csv_of(cfg))}) == [0, 3, 6]
 
 
