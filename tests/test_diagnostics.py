@@ -363,3 +363,23 @@ def test_bad_diagnostics_or_watch_settings_are_refused_by_name(make_config, over
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         validate(make_config("callbacks=diagnostics", override))
+
+
+def test_a_compiled_network_keeps_gradient_and_update_statistics(small_mlp, tmp_path):
+    """A compiled graph skips module hooks registered after tracing: the activation statistics are left empty
+    rather than wrong, the optimizer's are recorded."""
+    network, dm = small_mlp()
+    _fit(
+        torch.compile(network, backend="eager"),
+        dm,
+        [LayerDiagnostics(tmp_path, every_n_steps=1)],
+        max_steps=2,
+    )
+    rows = read_rows(tmp_path / "diagnostics.csv")
+    assert sorted({r.step for r in rows}) == [0, 1] and {r.layer for r in rows} == {
+        "body.1",
+        "body.3",
+        "head",
+    }
+    assert all(r.act_std is None and r.dead_fraction is None for r in rows)
+    assert all(r.grad_norm > 0 and r.update_ratio > 0 for r in rows)

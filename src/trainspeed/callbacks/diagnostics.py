@@ -60,12 +60,21 @@ class LayerDiagnostics(Callback):
         self._armed: list[RemovableHandle] = []
         self._captured: dict[tuple[int, str], torch.Tensor] = {}
         self._before: dict[int, torch.Tensor] | None = None  # weights before the step, once its pre-hook ran
+        self._compiled = False
 
     # --- Lightning: set up and tear down -------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero or not trainer.optimizers:
             return
         self.layers = watched_layers(pl_module)
+        # a compiled graph runs without the module hooks registered after it was traced (torch.compile guards
+        # none): its activation statistics cannot be seen without recompiling, so only the optimizer's are kept
+        self._compiled = any(type(m).__name__ == "OptimizedModule" for m in pl_module.modules())
+        if self._compiled:
+            log.warning(
+                "diagnostics with trainer.compile=true: activation statistics are not recorded (a compiled "
+                "graph skips module hooks); gradient norms and update ratios are"
+            )
         self._optimizer = trainer.optimizers[0]
         self._loggers = list(trainer.loggers)
         self._written_up_to = last_step(self.path)
@@ -111,7 +120,7 @@ class LayerDiagnostics(Callback):
 
     def _arm(self) -> None:
         self._captured, self._before = {}, None
-        for layer in self.layers:
+        for layer in [] if self._compiled else self.layers:
             self._armed.append(layer.module.register_forward_hook(partial(self._record_output, layer)))
             if layer.activation is not None:
                 hook = partial(self._record_activation, layer)
