@@ -8,7 +8,8 @@ slash: one section per statistic, its charts in layer order).
 
 Cost: with the callback absent nothing is registered anywhere. With it, the only hook that lives all run is an
 optimizer step post-hook that counts steps (one Python call per step); the forward hooks and the optimizer
-pre-hook are registered right after the step before a diagnostic step and removed by the diagnostic step itself.
+pre-hook are registered just before a diagnostic step (at the start of its Lightning iteration, or by the step
+before it) and removed by the diagnostic step itself.
 
 Why torch hooks rather than Lightning's batch hooks: the optimizer's own step hooks fire once per optimizer step
 whatever runs the loop (Lightning's automatic optimization, which runs forward and backward inside
@@ -34,7 +35,7 @@ from trainspeed.record.diagnostics_csv import (
     FILENAME,
     STATS,
     LayerRow,
-    append_rows,
+    RowWriter,
     last_step,
     set_aside,
 )
@@ -61,6 +62,7 @@ class LayerDiagnostics(Callback):
         self._captured: dict[tuple[int, str], torch.Tensor] = {}
         self._before: dict[int, torch.Tensor] | None = None  # weights before the step, once its pre-hook ran
         self._compiled = False
+        self._writer: RowWriter | None = None
 
     # --- Lightning: set up and tear down -------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -83,6 +85,7 @@ class LayerDiagnostics(Callback):
             kept = set_aside(self.path)
             log.warning("%s holds an earlier attempt's rows: moved to %s", self.path, kept)
         self._counter = self._optimizer.register_step_post_hook(self._after_step)
+        self._writer = RowWriter(self.path)
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx
@@ -106,6 +109,9 @@ class LayerDiagnostics(Callback):
         if self._counter is not None:
             self._counter.remove()
             self._counter = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     # --- arming: hooks only around a diagnostic step ------------------------------------------------------
     def _due(self, step: int) -> bool:
@@ -184,7 +190,7 @@ class LayerDiagnostics(Callback):
         ]
         self._captured, self._before = {}, None
         if self._written_up_to is None or step > self._written_up_to:
-            append_rows(self.path, rows)
+            self._writer.append(rows)
         self._log(rows, step)
 
     def _log(self, rows: list[LayerRow], step: int) -> None:

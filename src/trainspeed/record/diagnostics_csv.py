@@ -88,20 +88,48 @@ def set_aside(path: Path) -> Path:
     return kept
 
 
-def append_rows(path: Path, rows: Iterable[LayerRow]) -> None:
-    """Append rows (with the header when the file is new), flushed to disk before returning."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fresh = not path.is_file() or path.stat().st_size == 0
-    if not fresh:
-        with path.open("rb") as handle:
-            handle.seek(-1, 2)
-            cut = handle.read(1) != b"\n"  # a kill mid-line: start a new line, the cut one is skipped on read
-    with path.open("a", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
+class RowWriter:
+    """Appends rows to the file, which stays open between diagnostic steps (an open and a close per step would
+    cost more than the rows); each batch of rows reaches the operating system before `append` returns."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._handle = None
+        self._writer = None
+
+    def append(self, rows: Iterable[LayerRow]) -> None:
+        if self._handle is None:
+            self._open()
+        self._writer.writerows([_cell(getattr(row, name)) for name in COLUMNS] for row in rows)
+        self._handle.flush()
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not self.path.is_file() or self.path.stat().st_size == 0
+        cut = False
+        if not fresh:
+            with self.path.open("rb") as handle:
+                handle.seek(-1, 2)
+                cut = (
+                    handle.read(1) != b"\n"
+                )  # a kill mid-line: start a new line, the cut one is skipped on read
+        self._handle = self.path.open("a", newline="")
+        self._writer = csv.writer(self._handle, lineterminator="\n")
         if fresh:
-            writer.writerow(COLUMNS)
+            self._writer.writerow(COLUMNS)
         elif cut:
-            handle.write("\n")
-        writer.writerows([_cell(getattr(row, name)) for name in COLUMNS] for row in rows)
-        handle.flush()
+            self._handle.write("\n")
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = self._writer = None
+
+
+def append_rows(path: Path, rows: Iterable[LayerRow]) -> None:
+    """Append rows (with the header when the file is new) and close the file."""
+    writer = RowWriter(path)
+    try:
+        writer.append(rows)
+    finally:
+        writer.close()
