@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainspeed.report import document, plots, render, significance, study
+from trainspeed.report import diagnostics_plots, document, plots, render, significance, study
 from trainspeed.report.aggregate import (
     ConfigResult,
     LRPick,
@@ -60,10 +60,13 @@ def build_report(sweep_dir: Path, print_table: bool = True, tau_max: float = TAU
     sig = significance.compare(ranked)
     target, metric = _target(runs)
     images = {**plots.all_plots(ranked, profile, picks, target, metric), **study.study_plots(sweep_dir)}
+    diagnostics = diagnostics_plots.sweep_figures(ranked)  # heatmaps of the runs that wrote diagnostics.csv
+    images.update(diagnostics)
     plot_paths = [render.write_atomic(sweep_dir / "plots" / name, png) for name, png in images.items()]
 
     blocks = document.blocks(sweep_dir, runs, ranked, picks, profile, varying_keys(runs), list(images), sig)
     blocks += study.study_blocks(sweep_dir, list(images))  # an Optuna search's study (none for a grid sweep)
+    blocks += diagnostics_plots.report_blocks(diagnostics)
     csv_path = render.write_atomic(sweep_dir / "report.csv", render.csv_text(ranked, sig))
     md_path = render.write_atomic(sweep_dir / "report.md", render.markdown(blocks))
     page = render.html_page(blocks, images, title=f"Sweep report: {sweep_dir.name}")

@@ -73,6 +73,8 @@ class WandbRunLogger(WandbLogger):
         tags: Iterable[str] = (),
         job_type: str = "train",
         log_model: bool | str = False,
+        watch: str | None = None,
+        watch_log_freq: int = 100,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -91,6 +93,8 @@ class WandbRunLogger(WandbLogger):
         self._init_timeout = float(init_timeout)
         self._run_config: dict[str, Any] = {}
         self.fell_back: str | None = None  # why the run went offline when online was asked for
+        self._watch, self._watch_log_freq = watch, int(watch_log_freq)
+        self._watched = False
 
     def describe_job(self, cfg: DictConfig) -> None:
         """Name, group, tags and config for the run, from the job's config and Hydra (before the run starts)."""
@@ -160,6 +164,23 @@ class WandbRunLogger(WandbLogger):
     def log_hyperparams(self, params: Any) -> None:
         """Ignored: the run's config is already the whole resolved job config (`describe_job`), which module or
         datamodule hyperparameters would only repeat under other names."""
+
+    @rank_zero_only
+    def log_graph(self, model: Any, input_array: Any = None) -> None:
+        """`watch` (gradients | parameters | all): W&B's histograms of the model's gradients and/or parameters
+        every `watch_log_freq` steps. Lightning hands every logger the module here when fit starts, which is the
+        one place a logger sees it; the module is watched once (test and later fits reuse the hooks)."""
+        if self._watch is None or self._watched:
+            return
+        self._watched = True
+        # W&B logs parameters from a forward hook on the watched module, and a LightningModule's training step
+        # calls its network, never itself: watch the one child that holds the parameters (charts then read
+        # gradients/body.1.weight, the layer names of the diagnostics)
+        holders = [child for child in model.children() if next(child.parameters(), None) is not None]
+        target = holders[0] if len(holders) == 1 else model
+        # Lightning's WandbLogger.watch, with idx=0: W&B numbers the models watched in one process, and would
+        # name the charts of a sweep's second job graph_1/..., unlike the first job's
+        self.experiment.watch(target, log=self._watch, log_freq=self._watch_log_freq, log_graph=False, idx=0)
 
     @rank_zero_only
     def finish_run(self, summary: Summary) -> None:

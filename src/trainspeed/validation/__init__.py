@@ -18,7 +18,7 @@ from trainspeed.validation import cross_checks
 from trainspeed.validation.optimizer_name import check_optimizer_name
 from trainspeed.validation.refusal import record_refusal
 from trainspeed.validation.rules import check_schema
-from trainspeed.validation.schemas import FINETUNE, GROUPS, TOP_LEVEL
+from trainspeed.validation.schemas import FINETUNE, GROUPS, PLUGINS, TOP_LEVEL
 
 __all__ = ["record_refusal", "validate"]
 
@@ -77,7 +77,11 @@ def validate(cfg: DictConfig) -> None:
     cross_checks.check_optimizer_device(values["optimizer"], values["trainer"])
     cross_checks.check_finetune(finetune, model, values["trainer"])
     for group in ("callbacks", "logger"):
-        cross_checks.check_plugin_group(group, _plain(cfg, group, required=False))
+        entries = _plain(cfg, group, required=False)
+        cross_checks.check_plugin_group(group, entries)
+        for name, entry in (entries or {}).items():
+            if isinstance(entry, dict) and f"{group}.{name}" in PLUGINS:
+                check_schema(entry, f"{group}.{name}", PLUGINS[f"{group}.{name}"])
     if model.get("family") == "timm":
         from trainspeed.validation.timm_checks import check_timm_model  # imports timm and torch
 

@@ -201,6 +201,15 @@ TOP_LEVEL: dict[str, Rule] = {
     "ckpt_path": Text(nullable=True),  # a checkpoint file, or Lightning's "last"
 }
 
+# settings of optional entries of the callbacks / logger groups, checked when the entry is present
+PLUGINS: dict[str, dict[str, Rule]] = {
+    "callbacks.diagnostics": {"every_n_steps": Integer(ge=1)},
+    "logger.wandb": {
+        "watch": Choice(("gradients", "parameters", "all"), nullable=True),
+        "watch_log_freq": Integer(ge=1),
+    },
+}
+
 GROUPS: dict[str, dict[str, Rule]] = {
     "data": DATA,
     "model": MODEL,
