@@ -3,6 +3,7 @@ report file goes through."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -44,3 +45,8 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
         handle.flush()
         os.fsync(handle.fileno())
     return Path(path)
+
+
+def write_json_atomic(path: str | Path, data: object) -> Path:
+    """`data` as indented JSON, written atomically (study files, search budgets, lr_find results)."""
+    return write_atomic(path, json.dumps(data, indent=2) + "\n")
