@@ -35,6 +35,12 @@ def test_the_issue_presets_exist():
         "normalizations",
         "schedulers",
         "batch_size",
+        "demo",
+        "he2015",
+        "glorot2010",
+        "ioffe2015",
+        "klambauer2017",
+        "kingma2015",
     }
 
 
