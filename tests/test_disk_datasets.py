@@ -123,9 +123,12 @@ def test_failed_download_is_a_data_error(tmp_path, monkeypatch):
         load_torchvision_split("mnist", tmp_path, train=True, download=True)
 
 
-def test_unknown_set_name_is_a_config_error(tmp_path):
+def test_unknown_set_name_is_refused_before_loading(make_config):
+    """Validation refuses the name (the loaders trust a validated config)."""
+    from trainspeed.validation import validate
+
     with pytest.raises(ConfigError, match="data.name.*did you mean mnist"):
-        load_torchvision_split("minst", tmp_path, train=True)
+        validate(make_config("data=mnist", "data.name=minst"))
 
 
 def test_image_folder_reads_rgb_exactly_with_sorted_classes(tmp_path):

@@ -19,6 +19,8 @@ from torchvision.datasets.utils import extract_archive
 
 from trainspeed.errors import DataError
 
+TORCHVISION_SETS = ("mnist", "fashion_mnist", "cifar10")
+
 _MNIST_FILES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
