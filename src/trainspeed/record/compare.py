@@ -75,20 +75,18 @@ def _compare_metrics(original: Path, rerun: Path, result: Comparison) -> None:
 
 
 def _compare_summaries(sa: Summary, sb: Summary, result: Comparison) -> None:
-    da, db = sa.model_dump(), sb.model_dump()
     for name in SUMMARY_FIELDS:
-        if da[name] != db[name]:
-            result.differences.append(Difference("summary.json", name, None, da[name], db[name]))
+        va, vb = getattr(sa, name), getattr(sb, name)
+        if va != vb:
+            result.differences.append(Difference("summary.json", name, None, va, vb))
     for name in sorted(set(sa.metrics) | set(sb.metrics)):
         va, vb = sa.metrics.get(name), sb.metrics.get(name)
         if not _equal(va, vb):
             result.differences.append(Difference("summary.json", f"metrics.{name}", None, va, vb))
-    ta, tb = da["time_to_target"], db["time_to_target"]
     for name in TIME_TO_TARGET_FIELDS:
-        if ta[name] != tb[name]:
-            result.differences.append(
-                Difference("summary.json", f"time_to_target.{name}", None, ta[name], tb[name])
-            )
+        va, vb = getattr(sa.time_to_target, name), getattr(sb.time_to_target, name)
+        if va != vb:
+            result.differences.append(Difference("summary.json", f"time_to_target.{name}", None, va, vb))
     result.compared.append(
         f"summary.json: {', '.join(SUMMARY_FIELDS)}, {len(set(sa.metrics) | set(sb.metrics))} final metrics, "
         f"time_to_target {', '.join(TIME_TO_TARGET_FIELDS)}"
