@@ -13,7 +13,10 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from trainspeed.config_paths import in_sweep
+from trainspeed.record.run_folder import is_placement
 from trainspeed.record.summary import build_summary, write_summary
+from trainspeed.run_mode import MODES
 
 
 def _select(cfg: DictConfig, key: str) -> Any:
@@ -48,8 +51,9 @@ def record_refusal(cfg: DictConfig, error: BaseException, wall_seconds: float = 
         steps=0,
         epochs=0,
         seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
-        overrides=list(hydra_cfg.overrides.task),
+        overrides=[o for o in hydra_cfg.overrides.task if not is_placement(o)],
         device="none",
+        run_mode=mode if (mode := _select(cfg, "run_mode")) in MODES else ("sweep" if in_sweep() else "run"),
         error=f"{type(error).__name__}: {error}",
     )
     return write_summary(Path(hydra_cfg.runtime.output_dir), summary)
