@@ -15,6 +15,8 @@ _EXPECTED_WARNINGS = (
     r".*The number of training batches \(\d+\) is smaller than the logging interval.*",
     # checkpoints hold the state after the step they are named by, which is what a resumed run needs
     r".*Using ModelCheckpoint with manual optimization and every_n_train_steps.*",
+    # the training step steps schedulers itself, reading a plateau scheduler's monitored metric
+    r".*The lr scheduler dict contains the key\(s\) \['monitor', 'strict'\].*",
 )
 
 
