@@ -17,6 +17,10 @@ _EXPECTED_WARNINGS = (
     # the training clock is rank zero's by design (rank zero logs). sync_dist=True would only add all-reduces.
     r"It is recommended to use `self.log\('(val/loss|val/acc|val/acc_best|test/loss|test/acc|time/train_seconds"
     r"|time/samples)', \.\.\., sync_dist=True\)`.*",
+    # checkpoints hold the state after the step they are named by, which is what a resumed run needs
+    r".*Using ModelCheckpoint with manual optimization and every_n_train_steps.*",
+    # the training step steps schedulers itself, reading a plateau scheduler's monitored metric
+    r".*The lr scheduler dict contains the key\(s\) \['monitor', 'strict'\].*",
 )
 
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from pytorch_lightning.strategies import SingleDeviceStrategy
 from pytorch_lightning.utilities.model_helpers import is_overridden
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -152,7 +153,9 @@ class Classifier(pl.LightningModule):
         """What Lightning does for automatic optimization: step each scheduler at its interval; a plateau
         scheduler reads its monitored metric (and skips while it has not been logged yet)."""
         for config in self.trainer.lr_scheduler_configs:
-            if config.interval != interval or config.reduce_on_plateau != plateau:
+            # manual optimization leaves config.reduce_on_plateau unset: tell by the scheduler's type
+            on_plateau = isinstance(config.scheduler, ReduceLROnPlateau)
+            if config.interval != interval or on_plateau != plateau:
                 continue
             if not plateau:
                 config.scheduler.step()
