@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install demo train test lint format lock clean benchmark
+.PHONY: install demo train test test-slow test-all lint format lock clean benchmark
 
 install: $(STAMP)
 
@@ -24,7 +24,14 @@ demo: $(STAMP)
 train: $(STAMP)
 	$(BIN)/python -m trainspeed.train $(ARGS)
 
+# the suite without the long end-to-end sweeps (marked slow); `make test-slow` runs those, `make test-all` both
 test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow $(ARGS)
+
+test-all: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
 
 # transfer learning on the bundled digits: pretrain a backbone on digits 0-4 (once), then compare scratch /
