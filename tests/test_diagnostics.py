@@ -90,7 +90,7 @@ def small_mlp(make_config):
         )
         torch.manual_seed(0)
         dm = build_datamodule(cfg.data, 0)
-        return build_network(cfg, dm.input_shape, dm.num_classes), dm
+        return build_network(cfg, dm.input_shape, dm.num_classes)[0], dm
 
     return make
 

@@ -88,7 +88,11 @@ CASES = {
         "scheduler.step_size=1",
         "trainer.gradient_clip_val=0.05",
     ],
-    "plateau schedule on the validation loss": ["trainer.max_epochs=3", "scheduler=plateau", "scheduler.patience=0"],
+    "plateau schedule on the validation loss": [
+        "trainer.max_epochs=3",
+        "scheduler=plateau",
+        "scheduler.patience=0",
+    ],
     "accumulation, validation every 3 steps within the epoch": [
         "trainer.max_epochs=2",
         "trainer.accumulate_grad_batches=3",

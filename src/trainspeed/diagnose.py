@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from trainspeed.record.diagnostics_csv import FILENAME, read_rows
-from trainspeed.report.collect import read_overrides
+from trainspeed.record.run_folder import read_overrides
 from trainspeed.report.diagnostics_plots import figures
 from trainspeed.report.render import write_atomic
 
