@@ -81,6 +81,7 @@ def _rows(path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_shrunk_optimizers_preset_runs_end_to_end(tmp_path):
     result = run_cli(
         [

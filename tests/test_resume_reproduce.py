@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import run_cli
 
@@ -46,6 +47,7 @@ def _launch(args: list[str], cwd: Path) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_reproduce_gives_identical_metrics_and_warns_on_changed_versions(tmp_path):
     args = [*RUN, "trainer.max_epochs=3", "hydra.run.dir=original"]
     assert run_cli(["trainspeed.train", *args], cwd=tmp_path).returncode == 0
@@ -62,6 +64,7 @@ def test_reproduce_gives_identical_metrics_and_warns_on_changed_versions(tmp_pat
     assert "torch was 0.0.1" in warned.stdout
 
 
+@pytest.mark.slow
 def test_reproduce_reports_a_changed_run(tmp_path):
     assert (
         run_cli(
@@ -109,6 +112,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     assert len(rows) == len((tmp_path / "whole" / "metrics.csv").read_text().splitlines())
 
 
+@pytest.mark.slow
 def test_relaunched_sweep_runs_only_what_was_missing(tmp_path):
     sweep = [
         "-m",

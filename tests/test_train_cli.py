@@ -6,6 +6,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import REPO, run_cli
 
@@ -29,6 +30,7 @@ SUMMARY_KEYS = {
 }
 
 
+@pytest.mark.slow
 def test_mlp_on_digits_reaches_093_within_15_epochs_with_adam(make_config):
     cfg = make_config(
         "optimizer=adam", "trainer.max_epochs=15", "trainer.enable_progress_bar=false", "logger=csv"
