@@ -5,6 +5,7 @@ from __future__ import annotations
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from trainspeed.callbacks.train_clock import find_clock
+from trainspeed.record.atomic import replacing
 
 
 class UntimedCheckpoint(ModelCheckpoint):
@@ -12,7 +13,7 @@ class UntimedCheckpoint(ModelCheckpoint):
 
     Saves triggered from inside the training loop (every_n_train_steps) would otherwise be charged to the technique
     being measured; the clock resumes with the next training batch. The loggers are flushed with every checkpoint,
-    so a run resumed from it finds every metric logged before it on disk.
+    so a run resumed from it finds every metric logged before it on disk. The file is replaced atomically.
     """
 
     def _save_checkpoint(self, trainer, filepath: str) -> None:
@@ -21,4 +22,11 @@ class UntimedCheckpoint(ModelCheckpoint):
             clock.pause(trainer)
         for logger in trainer.loggers:
             logger.save()
-        super()._save_checkpoint(trainer, filepath)
+        if not trainer.is_global_zero:  # rank zero writes the file; the others only join the save's barrier
+            super()._save_checkpoint(trainer, filepath)
+            return
+        # written under a temporary name, then renamed: a run killed while saving keeps its previous checkpoint
+        # whole (Lightning writes the file in place), so it can still be resumed
+        with replacing(filepath) as partial:
+            super()._save_checkpoint(trainer, str(partial))
+        self._last_checkpoint_saved = filepath
