@@ -22,6 +22,24 @@ from trainspeed.validation import validate
 DEFAULTS = {"min_lr": 1e-6, "max_lr": 1.0, "num_training": 100}
 
 
+def _range_test_module(classifier: type) -> type:
+    """The Classifier under Lightning's automatic optimization: the finder reads each step's loss from what
+    `training_step` returns and steps its own learning-rate schedule, which the Classifier's manual, grouped steps
+    (built for the timed loop) would hide from it."""
+    import torch.nn.functional as F
+
+    class RangeTestClassifier(classifier):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.automatic_optimization = True
+
+        def training_step(self, batch, batch_idx: int):
+            x, y = batch
+            return F.cross_entropy(self.network(x), y)
+
+    return RangeTestClassifier
+
+
 def find_lr(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Run the range test for `cfg`, write lr_find.png / lr_find.json into `run_dir`, return the result."""
     import matplotlib
@@ -39,9 +57,9 @@ def find_lr(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     settings = {**DEFAULTS, **(cfg.get("lr_find") or {})}
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg.data, cfg.seed)
-    network = build_network(cfg, datamodule.input_shape, datamodule.num_classes)
-    plan = plan_finetune(cfg.get("finetune"), network)
-    module = Classifier(
+    network, weights = build_network(cfg, datamodule.input_shape, datamodule.num_classes)
+    plan = plan_finetune(cfg.get("finetune"), network, weights)
+    module = _range_test_module(Classifier)(
         network, cfg.optimizer, cfg.scheduler, datamodule.num_classes, cfg.trainer.log_every_n_steps, plan
     )
     # a bare Trainer: the range test drives the learning rate itself, so no clock, target, checkpoints or loggers
