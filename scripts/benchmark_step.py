@@ -115,8 +115,8 @@ def trainspeed_run(overrides: list[str], steps: int, folder: Path) -> float:
     """Seconds per optimizer step by trainspeed's training clock."""
     run_dir = Path(tempfile.mkdtemp(dir=folder))
     summary = run_job(compose_config([*overrides, f"trainer.max_steps={steps}"], run_dir))
-    assert summary["steps"] == steps, summary
-    return summary["train_seconds"] / summary["steps"]
+    assert summary.steps == steps, summary
+    return summary.train_seconds / summary.steps
 
 
 def measure(fn, repeats: int) -> tuple[float, float, float]:
