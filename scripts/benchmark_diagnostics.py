@@ -56,7 +56,7 @@ def timed_run(steps: int, extra: Callable[[str], tuple[list, list]]) -> float:
     """Seconds per step by the training clock; `extra(folder)` gives (callbacks, loggers) to add."""
     torch.manual_seed(0)
     dm = build_datamodule(CFG.data, seed=0)
-    network = build_network(CFG, dm.input_shape, dm.num_classes)
+    network = build_network(CFG, dm.input_shape, dm.num_classes)[0]
     module = Classifier(network, CFG.optimizer, CFG.scheduler, dm.num_classes, log_every_n_steps=10)
     clock = TrainClock()
     with tempfile.TemporaryDirectory() as folder:
