@@ -73,7 +73,8 @@ def test_ddp_cpu_runs_as_one_submitit_job_with_one_process_per_device(tmp_path):
     sweep = tmp_path / "sweep"
     summaries = _summaries(sweep)
     assert len(summaries) == 1 and summaries[0]["status"] == "completed"
-    logs = "".join(p.read_text() for p in sweep.glob(".submitit/*/*_log.*"))
+    # each process's output: submitit's logs, and the job's own log file where the sweep console sends it
+    logs = "".join(p.read_text() for p in [*sweep.glob(".submitit/*/*_log.*"), *sweep.glob("*/*.log")])
     assert "MEMBER: 1/2" in logs and "MEMBER: 2/2" in logs  # two processes joined one process group
     # the digits' training split sharded over 2 processes: half the steps of one process per epoch
     assert summaries[0]["steps"] == 10
