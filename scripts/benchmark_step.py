@@ -32,13 +32,9 @@ os.environ.setdefault("WANDB_SILENT", "true")
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.core.global_hydra import GlobalHydra  # noqa: E402
-from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from omegaconf import open_dict  # noqa: E402
 
 from trainspeed.callbacks import train_clock  # noqa: E402
-from trainspeed.config_paths import CONFIG_NAME, config_dir  # noqa: E402
+from trainspeed.config_paths import compose_run_config  # noqa: E402
 from trainspeed.data import build_datamodule  # noqa: E402
 from trainspeed.data.index_loader import IndexBatchLoader  # noqa: E402
 from trainspeed.job import run_job  # noqa: E402
@@ -63,16 +59,7 @@ COMMON = ["run_test=false", "seed=0", "target.value=0.999", "trainer.max_epochs=
 
 def compose_config(overrides: list[str], run_dir: Path):
     """The config `python -m trainspeed.train <overrides>` would run with, writing into run_dir."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(
-            CONFIG_NAME, overrides=[*overrides, f"hydra.run.dir={run_dir}"], return_hydra_config=True
-        )
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir)
-        cfg.hydra.job.name = "benchmark"
-    HydraConfig.instance().set_config(cfg)
-    return cfg
+    return compose_run_config(overrides, run_dir, job_name="benchmark")
 
 
 def plain_loop(cfg, steps: int) -> float:

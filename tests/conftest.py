@@ -8,12 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from trainspeed.config_paths import CONFIG_NAME, config_dir
+from trainspeed.config_paths import compose_run_config, config_dir
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = Path(config_dir())
@@ -26,20 +24,8 @@ FAST = ["trainer.enable_progress_bar=false", "trainer.max_epochs=1", "run_test=f
 
 
 def compose_config(overrides: list[str], run_dir: Path) -> DictConfig:
-    """The config `python -m trainspeed.train <overrides>` would run with, its output folder set to run_dir.
-
-    HydraConfig is set as in a real run, so ${hydra:runtime.output_dir} and the job's overrides resolve.
-    """
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(
-            CONFIG_NAME, overrides=[*overrides, f"hydra.run.dir={run_dir}"], return_hydra_config=True
-        )
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir)
-        cfg.hydra.job.name = "train"
-    HydraConfig.instance().set_config(cfg)
-    return cfg
+    """The config `python -m trainspeed.train <overrides>` would run with, its output folder set to run_dir."""
+    return compose_run_config(overrides, run_dir)
 
 
 @pytest.fixture

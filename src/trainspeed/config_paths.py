@@ -52,5 +52,26 @@ def extra_kwargs(cfg, key: str = "kwargs") -> dict:
     return dict(OmegaConf.to_container(value, resolve=True)) if value else {}
 
 
+def compose_run_config(overrides: list[str], run_dir, job_name: str = "train"):
+    """The config `python -m trainspeed.train <overrides>` would run with, writing into `run_dir`, with Hydra's
+    runtime set as in a real run (so ${hydra:runtime.output_dir} and the job's overrides resolve): for code that
+    runs a job in-process, such as the benchmark and the tests."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(
+            CONFIG_NAME, overrides=[*overrides, f"hydra.run.dir={run_dir}"], return_hydra_config=True
+        )
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.job.name = job_name
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
 if __name__ == "__main__":
     print(config_dir())
