@@ -72,6 +72,9 @@ class TensorDataModule(pl.LightningDataModule):
         loader = self._train_loader
         groups = int(self.trainer.fit_loop.epoch_loop.batch_progress.current.processed)
         steps, epoch = loader.steps_done(groups), loader.sampler.epoch
+        if loader.plan is not None:
+            # Ctrl-C can stop a group of steps part-way: the steps it already applied count, not only whole groups
+            steps = max(steps, int(self.trainer.global_step) - epoch * loader.steps_per_epoch)
         if steps >= loader.steps_per_epoch:  # the epoch is done: resume at the next one's start
             return {"epoch": epoch + 1, "batches_done": 0, "groups_done": 0}
         return {"epoch": epoch, "batches_done": steps, "groups_done": groups}
