@@ -7,12 +7,12 @@ same number of optimizer steps, three ways:
   (a) plain   a PyTorch loop written here: index-batched tensors, zero_grad / forward / backward / step
   (b) lean    trainspeed (Lightning Trainer, Classifier, clock, time-to-target, divergence guard) with loggers,
               callbacks and progress bar off
-  (c) default trainspeed with its defaults: csv + W&B (offline) loggers, checkpoints, LR monitor, progress bar
+  (c) default trainspeed with its defaults: csv + W&B (offline) loggers, checkpoints, progress bar
 (b) and (c) are timed by trainspeed's own training clock (what summary.json reports as train_seconds); (a) by the
 wall clock around its loop. Warm-up is excluded: every case runs once untimed first, and the clock starts after
-trainspeed's own warm-up. Each figure is the median of --repeats runs, with the min-max spread; the ratios are the
-plain loop's speed over trainspeed's (1.00 = as fast as the plain loop). CUDA cases (fp32 and bf16) run when a GPU
-is present.
+trainspeed's own warm-up. The three run in turn, --repeats rounds; each figure is the median with the min-max
+spread; the ratios are the plain loop's speed over trainspeed's (1.00 = as fast as the plain loop), the median of
+the ratios within a round. CUDA cases (fp32 and bf16) run when a GPU is present.
 """
 
 from __future__ import annotations
@@ -106,10 +106,17 @@ def trainspeed_run(overrides: list[str], steps: int, folder: Path) -> float:
     return summary.train_seconds / summary.steps
 
 
-def measure(fn, repeats: int) -> tuple[float, float, float]:
-    fn()  # untimed: first-call costs of this configuration
-    times = [fn() for _ in range(repeats)]
-    return statistics.median(times), min(times), max(times)
+def measure(fns: list, repeats: int) -> tuple[list[tuple[float, float, float]], list[float]]:
+    """Each fn once untimed (first-call costs of its configuration), then `repeats` rounds of all of them in turn,
+    so that a drift in the machine's speed touches every variant alike. Returns (median, min, max) per fn and, per
+    fn, the median over rounds of the first fn's time over its own (paired ratios)."""
+    for fn in fns:
+        fn()
+    rounds = [[fn() for fn in fns] for _ in range(repeats)]
+    columns = list(zip(*rounds, strict=True))
+    stats = [(statistics.median(c), min(c), max(c)) for c in columns]
+    ratios = [statistics.median(r[0] / r[i] for r in rounds) for i in range(len(fns))]
+    return stats, ratios
 
 
 def main() -> None:
@@ -165,16 +172,20 @@ def main() -> None:
                 ]
                 base = [*COMMON, *overrides, *device, *args.extra]
                 cfg = compose_config([*base, f"trainer.max_steps={steps}"], Path(tmp))
-                plain = measure(lambda cfg=cfg, steps=steps: plain_loop(cfg, steps), args.repeats)
-                lean = measure(lambda: trainspeed_run([*base, *LEAN], steps, Path(tmp)), args.repeats)
-                full = measure(lambda: trainspeed_run(base, steps, Path(tmp)), args.repeats)
-                label = f"{case} {accelerator}" + (" bf16" if precision.startswith("bf16") else "")
-                cells = " ".join(
-                    f"{m * 1e3:7.3f} ({lo * 1e3:.3f}-{hi * 1e3:.3f})" for m, lo, hi in (plain, lean, full)
+                stats, ratios = measure(
+                    [
+                        lambda cfg=cfg, steps=steps: plain_loop(cfg, steps),
+                        lambda base=base, steps=steps: trainspeed_run([*base, *LEAN], steps, Path(tmp)),
+                        lambda base=base, steps=steps: trainspeed_run(base, steps, Path(tmp)),
+                    ],
+                    args.repeats,
                 )
-                print(f"{label:22s} {steps:5d} {cells}  {plain[0] / lean[0]:.2f}  {plain[0] / full[0]:.2f}")
+                label = f"{case} {accelerator}" + (" bf16" if precision.startswith("bf16") else "")
+                cells = " ".join(f"{m * 1e3:7.3f} ({lo * 1e3:.3f}-{hi * 1e3:.3f})" for m, lo, hi in stats)
+                print(f"{label:22s} {steps:5d} {cells}  {ratios[1]:.2f}  {ratios[2]:.2f}", flush=True)
     print(
-        "ms/step; a/b and a/c: the plain loop's step time over trainspeed's (speed relative to the plain loop)"
+        "ms/step; a/b and a/c: the plain loop's step time over trainspeed's (speed relative to the plain loop),\n"
+        "the median over rounds of the ratio within a round (a, b and c run in turn in each round)"
     )
 
 

@@ -6,7 +6,7 @@ so running several steps per iteration changes no event's step. See trainspeed.c
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,16 +41,24 @@ class StepPlan:
 
 
 class StepGroup:
-    """What the training loader yields: a list of optimizer steps, each a list of (x, y) batches.
+    """What the training loader yields: the optimizer steps of one Lightning iteration. Iterating it yields each
+    step's list of (x, y) batches, indexed from the device tensors only then, inside the training step, so that the
+    training clock counts data fetching as a plain loop's timing does.
 
     A plain class rather than a tuple or dataclass, so that Lightning's batch transfer and batch-size inference
     leave it alone (the tensors already live on the device)."""
 
-    __slots__ = ("end", "samples", "steps")
+    __slots__ = ("_fetch", "_steps", "end", "samples")
 
-    def __init__(self, steps: list[list[tuple[Any, Any]]], end: int) -> None:
-        self.steps, self.end = steps, end
-        self.samples = sum(int(y.shape[0]) for step in steps for _, y in step)
+    def __init__(
+        self, steps: list[range], fetch: Callable[[int], tuple[Any, Any]], end: int, samples: int
+    ) -> None:
+        self._steps, self._fetch = steps, fetch  # batch indices of each step; fetch(i) is batch i
+        self.end, self.samples = end, samples  # epoch-local step after the group; samples in it
 
     def __len__(self) -> int:
-        return len(self.steps)
+        return len(self._steps)
+
+    def __iter__(self) -> Iterator[list[tuple[Any, Any]]]:
+        for batches in self._steps:
+            yield [self._fetch(i) for i in batches]

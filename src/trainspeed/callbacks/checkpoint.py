@@ -4,22 +4,17 @@ from __future__ import annotations
 
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from trainspeed.callbacks.train_clock import find_clock
 from trainspeed.record.atomic import replacing
 
 
 class UntimedCheckpoint(ModelCheckpoint):
-    """Lightning's ModelCheckpoint with the training clock paused while a checkpoint is written.
-
-    Saves triggered from inside the training loop (every_n_train_steps) would otherwise be charged to the technique
-    being measured; the clock resumes with the next training batch. The loggers are flushed with every checkpoint,
-    so a run resumed from it finds every metric logged before it on disk. The file is replaced atomically.
+    """Lightning's ModelCheckpoint, written between groups of training steps, where the training clock does not
+    run (so saves are never charged to the technique being measured). The loggers are flushed with every
+    checkpoint, so a run resumed from it finds every metric logged before it on disk. The file is replaced
+    atomically.
     """
 
     def _save_checkpoint(self, trainer, filepath: str) -> None:
-        clock = find_clock(trainer)
-        if clock is not None:
-            clock.pause(trainer)
         for logger in trainer.loggers:
             logger.save()
         if not trainer.is_global_zero:  # rank zero writes the file; the others only join the save's barrier

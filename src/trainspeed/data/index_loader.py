@@ -8,6 +8,7 @@ in groups of optimizer steps (see trainspeed.callbacks.stepped_loop), each step 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import torch
@@ -123,14 +124,14 @@ class IndexBatchLoader:
             return
         self._base, self._ends = (groups_done, start), []
         steps, a, batches = self.steps_per_epoch, self.accumulate, self.num_batches
+        fetch = partial(self._batch, order)
         pos = start
         for end in self.plan.group_ends(self.sampler.epoch * steps, start, steps):
-            group = [
-                [self._batch(order, i) for i in range(s * a, min((s + 1) * a, batches))]
-                for s in range(pos, end)
-            ]
+            first, last = pos * a, min(end * a, batches)  # the group's batches
+            group = [range(s * a, min((s + 1) * a, batches)) for s in range(pos, end)]
+            samples = min(last * self.batch_size, self.num_samples) - first * self.batch_size
             self._ends.append(end)
-            yield StepGroup(group, end)
+            yield StepGroup(group, fetch, end, samples)
             pos = end
 
     def steps_done(self, groups_done: int) -> int:
