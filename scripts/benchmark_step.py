@@ -18,9 +18,12 @@ the ratios within a round. CUDA cases (fp32 and bf16) run when a GPU is present.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -119,6 +122,37 @@ def measure(fns: list, repeats: int) -> tuple[list[tuple[float, float, float]], 
     return stats, ratios
 
 
+def fairness_jobs(overrides: list[str], steps: int, jobs: int, folder: Path) -> list[float]:
+    """Seconds per step of `jobs` identical jobs (configuration and seed) run one after another in this process,
+    as in one sweep process."""
+    return [trainspeed_run(overrides, steps, folder) for _ in range(jobs)]
+
+
+def warm_up_fairness(args: argparse.Namespace, processes: int, jobs: int) -> None:
+    """The first job of a fresh process against the later jobs of the same process: one-time costs (lazy imports,
+    first kernels, allocator growth) must not land on the first job only. Each process is a fresh interpreter;
+    the machine's run-to-run noise is why there are several."""
+    command = [sys.executable, __file__, "--fairness-child", str(jobs), "--cases", args.cases.split(",")[0]]
+    command += [
+        "--steps-factor",
+        str(args.steps_factor),
+        *(["--threads", str(args.threads)] if args.threads else []),
+    ]
+    command += ["--timer", args.timer, "--extra", *args.extra]
+    firsts, laters = [], []
+    for _ in range(processes):
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        times = json.loads(next(line for line in reversed(done.stdout.splitlines()) if line.startswith("[")))
+        firsts.append(times[0])
+        laters.append(statistics.median(times[1:]))
+    first, later = statistics.median(firsts), statistics.median(laters)
+    print(
+        f"warm-up fairness ({processes} fresh processes x {jobs} identical jobs): first job {first * 1e3:.3f} "
+        f"ms/step, later jobs {later * 1e3:.3f} (medians), first/later {first / later:.2f}",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -136,6 +170,14 @@ def main() -> None:
         "work (use with --threads 1, so that all compute runs in that thread)",
     )
     parser.add_argument("--extra", nargs="*", default=[], help="overrides for both trainspeed runs")
+    parser.add_argument(
+        "--fairness",
+        type=int,
+        default=3,
+        metavar="PROCESSES",
+        help="fresh processes for the first-job-against-later-jobs check (0: skip it)",
+    )
+    parser.add_argument("--fairness-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -145,6 +187,7 @@ def main() -> None:
         train_clock.time = SimpleNamespace(perf_counter=time.thread_time)
     if args.quick:
         args.cases, args.repeats, args.steps_factor = "mlp", 1, 20 / CASES["mlp"][1]
+        args.fairness = min(args.fairness, 1)
     quiet_library_noise()
     warnings.filterwarnings("ignore")
     for name in ("pytorch_lightning", "lightning", "lightning_fabric", "trainspeed"):
@@ -152,6 +195,14 @@ def main() -> None:
     devices = [("cpu", "32-true")]
     if torch.cuda.is_available():
         devices += [("gpu", "32-true"), ("gpu", "bf16-mixed")]
+    if args.fairness_child:  # one process of warm_up_fairness: the first case with trainspeed's defaults
+        overrides, steps = CASES[args.cases]
+        device = ["trainer.accelerator=cpu", "trainer.devices=1"]
+        with tempfile.TemporaryDirectory() as tmp:
+            times = fairness_jobs([*COMMON, *overrides, *device, *args.extra], max(int(steps * args.steps_factor), 2),
+                                  args.fairness_child, Path(tmp))  # fmt: skip
+        print(json.dumps(times))
+        return
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {args.timer} time, "
         f"median of {args.repeats} (min-max)"
@@ -159,8 +210,10 @@ def main() -> None:
     header = (
         f"{'case':22s} {'steps':>5s} {'(a) plain':>20s} {'(b) lean':>20s} {'(c) default':>20s}  a/b   a/c"
     )
-    print(header)
+    if args.fairness:
+        warm_up_fairness(args, args.fairness, max(args.repeats, 2))
     with tempfile.TemporaryDirectory() as tmp:
+        print(header)
         for accelerator, precision in devices:
             for case in args.cases.split(","):
                 overrides, steps = CASES[case]

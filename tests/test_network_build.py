@@ -265,3 +265,28 @@ def test_timm_optimizer_option_takes_any_timm_name(make_config):
     network, _ = build_network(make_config(), IMAGE, 10)
     optimizer = build_optimizer(make_config("optimizer=timm", "optimizer.name=adabelief").optimizer, network)
     assert type(optimizer).__name__ == "AdaBelief"
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "rmsprop", "nadam", "radam"])
+def test_cpu_optimizer_steps_do_not_probe_for_an_accelerator(make_config, monkeypatch, name):
+    # torch asks "is an accelerator available?" on every step of these optimizers; with Lightning imported that
+    # loads the NVIDIA management library each time (0.2 ms a step on a CPU-only machine, not paid by SGD)
+    probes = []
+    current_accelerator = torch.accelerator.current_accelerator
+
+    def counted(*args, **kwargs):
+        probes.append(1)
+        return current_accelerator(*args, **kwargs)
+
+    monkeypatch.setattr(torch.accelerator, "current_accelerator", counted)
+    network, _ = build_network(make_config(), IMAGE, 10)
+    cfg = make_config(f"optimizer={name}").optimizer
+    for optimizer, probed in (
+        (torch.optim.Adam(network.parameters()), True),
+        (build_optimizer(cfg, network), False),
+    ):
+        probes.clear()
+        for _ in range(3):
+            network(torch.randn(4, 64)).sum().backward()
+            optimizer.step()
+        assert bool(probes) == probed, type(optimizer).__name__

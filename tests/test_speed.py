@@ -13,7 +13,7 @@ from conftest import FAST, REPO, run_cli
 
 
 @pytest.mark.slow
-def test_benchmark_prints_the_three_figures_and_ratios(tmp_path):
+def test_benchmark_prints_the_three_figures_ratios_and_warm_up_fairness(tmp_path):
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "benchmark_step.py"), "--quick"],
         cwd=tmp_path,
@@ -27,6 +27,10 @@ def test_benchmark_prints_the_three_figures_and_ratios(tmp_path):
                     result.stdout, re.MULTILINE)  # fmt: skip
     assert row, result.stdout[-3000:]
     assert all(float(row.group(i)) > 0 for i in (4, 5))
+    fairness = re.search(
+        r"^warm-up fairness \(1 fresh processes x 2 identical jobs\): .*first/later (\d+\.\d\d)$", result.stdout, re.MULTILINE
+    )
+    assert fairness and float(fairness.group(1)) > 0, result.stdout[-3000:]
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@ validation steps and time-to-target step as one step per iteration (deterministi
 
 from __future__ import annotations
 
+import copy
 import csv
 import os
 import subprocess
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from trainspeed.data import build_datamodule
@@ -210,3 +212,55 @@ def test_ddp_averages_gradients_every_step(tmp_path):
     reports = sorted(line.split() for line in result.stdout.splitlines() if line.startswith("rank "))
     assert [r[1] for r in reports] == ["0", "1"] and {r[3] for r in reports} == {"15"}
     assert reports[0][5] == reports[1][5]
+
+
+class _WarmUpAgain(pl.Callback):
+    """At the end of the first epoch (Adam state and batch-norm statistics no longer at their start), runs the
+    module's warm-up once more and keeps what it may have touched, before and after."""
+
+    def __init__(self) -> None:
+        self.before: dict | None = None
+        self.after: dict | None = None
+        self.hook_calls = 0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        trainer.optimizers[0].register_step_pre_hook(
+            lambda *_: setattr(self, "hook_calls", self.hook_calls + 1)
+        )
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self.before is None:
+            self.before = _state(trainer, pl_module)
+            pl_module.warm_up(trainer.train_dataloader.shapes())
+            self.after = _state(trainer, pl_module)
+
+
+def _state(trainer, module) -> dict:
+    return {
+        "tensors": [t.detach().clone() for t in [*module.network.parameters(), *module.network.buffers()]],
+        "optimizer": copy.deepcopy(trainer.optimizers[0].state_dict()),
+        "rng": torch.get_rng_state(),
+        "grads": [p.grad for p in module.network.parameters()],
+    }
+
+
+def test_warm_up_leaves_no_trace(make_config):
+    cfg = make_config(*BASE, "trainer.max_epochs=2", "normalization=batchnorm", "optimizer=adam")
+    datamodule = build_datamodule(cfg.data, cfg.seed)
+    network, _ = build_network(cfg, datamodule.input_shape, datamodule.num_classes)
+    module = Classifier(network, cfg.optimizer, cfg.scheduler, datamodule.num_classes)
+    probe = _WarmUpAgain()
+    parts = build_trainer(cfg)
+    parts.trainer.callbacks.append(probe)
+    parts.trainer.fit(module, datamodule=datamodule)
+    before, after = probe.before, probe.after
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in network.modules())
+    assert before["optimizer"]["state"]  # Adam's moments exist: the warm-up's step had something to disturb
+    for a, b in zip(before["tensors"], after["tensors"], strict=True):
+        assert torch.equal(a, b)
+    for key, state in before["optimizer"]["state"].items():
+        for name, value in state.items():
+            assert torch.equal(value, after["optimizer"]["state"][key][name]), name
+    assert torch.equal(before["rng"], after["rng"])
+    assert all(g is None for g in after["grads"])
+    assert probe.hook_calls == parts.trainer.global_step  # the warm-up steps were not seen by the step hooks

@@ -11,7 +11,11 @@ from trainspeed.callbacks import train_clock
 from trainspeed.callbacks.divergence import DivergenceGuard
 from trainspeed.callbacks.time_to_target import TimeToTarget, metric_mode
 from trainspeed.callbacks.train_clock import TrainClock
+from trainspeed.data import build_datamodule
 from trainspeed.data.index_loader import IndexBatchLoader
+from trainspeed.model import build_network
+from trainspeed.training.classifier import Classifier
+from trainspeed.training.trainer_factory import build_trainer
 
 QUIET = dict(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
              enable_model_summary=False)  # fmt: skip
@@ -144,3 +148,57 @@ def test_divergence_guard_needs_patience_for_large_losses():
     assert not guard.diverged  # the run recovered once (5.0) before the third strike
     assert guard.check(30.0, 60)
     assert guard.diverged and "stayed above 10 x the initial 1 for 3 checks (step 60)" in guard.reason
+
+
+class Ticking(nn.Module):
+    """A network whose every forward call takes 1 s on the fake clock."""
+
+    def __init__(self, clock: FakeClock, network: nn.Module) -> None:
+        super().__init__()
+        self.clock, self.network = clock, network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.clock.now += 1.0
+        return self.network(x)
+
+
+class SlowFramework(pl.Callback):
+    """Lightning's per-iteration work around the steps, made slow: 100 s before and after every iteration."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+
+    def on_train_batch_start(self, *args) -> None:
+        self.clock.now += 100.0
+
+    def on_train_batch_end(self, *args) -> None:
+        self.clock.now += 100.0
+
+
+def test_the_clock_counts_the_training_steps_and_nothing_around_them(monkeypatch, make_config):
+    clock = FakeClock()
+    monkeypatch.setattr(train_clock.time, "perf_counter", clock)
+    cfg = make_config(
+        "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "run_test=false", "logger=csv",
+        "model.width=16", "trainer.max_steps=30", "trainer.max_epochs=-1", "trainer.val_check_interval=5",
+        "trainer.check_val_every_n_epoch=null", "trainer.log_every_n_steps=3",
+        "callbacks.resume_checkpoint.every_n_train_steps=7", "target.value=1.1",
+    )  # fmt: skip
+    datamodule = build_datamodule(cfg.data, cfg.seed)
+    network, _ = build_network(cfg, datamodule.input_shape, datamodule.num_classes)
+    module = Classifier(Ticking(clock, network), cfg.optimizer, cfg.scheduler, datamodule.num_classes, 3)
+    parts = build_trainer(cfg)
+    parts.trainer.callbacks.append(SlowFramework(clock))
+    logger = parts.trainer.loggers[0]
+    log_metrics = logger.log_metrics
+
+    def slow_log_metrics(*args, **kwargs):  # a logger that takes 100 s per call (the training window's too)
+        clock.now += 100.0
+        return log_metrics(*args, **kwargs)
+
+    monkeypatch.setattr(logger, "log_metrics", slow_log_metrics)
+    parts.trainer.fit(module, datamodule=datamodule)
+    assert parts.trainer.global_step == 30
+    # one forward per step is training; the warm-up, validation, logging, checkpoints and hooks are not
+    assert parts.clock.seconds == 30.0
+    assert clock.now > 30 * 100

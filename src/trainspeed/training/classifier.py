@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import math
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
@@ -43,6 +45,17 @@ def optimizer_step_budget(trainer: pl.Trainer) -> int:
     return int(budget) if math.isfinite(budget) else per_epoch
 
 
+def _step_unobserved(optimizer: torch.optim.Optimizer) -> None:
+    """One optimizer step that its step hooks do not see (a warm-up step is not a training step: the diagnostics
+    and anyone counting steps by hook must not count it)."""
+    hooks = optimizer._optimizer_step_pre_hooks, optimizer._optimizer_step_post_hooks
+    optimizer._optimizer_step_pre_hooks, optimizer._optimizer_step_post_hooks = OrderedDict(), OrderedDict()
+    try:
+        optimizer.step()
+    finally:
+        optimizer._optimizer_step_pre_hooks, optimizer._optimizer_step_post_hooks = hooks
+
+
 class _NoClock:
     """Stands in for the training clock in a trainer without one (the learning-rate range test)."""
 
@@ -64,8 +77,9 @@ class Classifier(pl.LightningModule):
       on_after_backward, on_before_optimizer_step, on_before_zero_grad), the step calls the optimizer and backward
       directly; otherwise it goes through Lightning's optimizer wrapper and `manual_backward` (DDP's gradient
       averaging, AMP's loss scaling and those hooks live there).
-    - Loss and correct counts accumulate on the device and are logged every `log_every_n_steps` optimizer steps
-      (a `self.log` per step would cost about as much as a whole small step; `.item()` would force a device sync).
+    - Each batch's loss and logits are kept on the device and the window's mean loss and accuracy are computed
+      and logged every `log_every_n_steps` optimizer steps (a `self.log` per step would cost about as much as a
+      whole small step; `.item()` would force a device sync).
     - The training clock (trainspeed.callbacks.train_clock) runs only while the steps run, fetching their batches
       included and logging excluded.
     """
@@ -98,8 +112,8 @@ class Classifier(pl.LightningModule):
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_acc_best = MaxMetric()
         self._window_loss: list[torch.Tensor] = []  # per batch since the last logged window
-        self._window_correct: list[torch.Tensor] = []
-        self._window_seen = 0
+        self._window_logits: list[torch.Tensor] = []
+        self._window_targets: list[torch.Tensor] = []
         self._direct = False
         self._clock: TrainClock | _NoClock = _NoClock()
 
@@ -121,16 +135,29 @@ class Classifier(pl.LightningModule):
         )
 
     def warm_up(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        """Forward and backward once per batch shape, leaving no trace: random generators, buffers (batch-norm
-        statistics) and gradients are as before. First-call costs (kernel selection, allocator growth, lazy
-        initialization, torch.compile) are then paid here, outside the training clock, by every job alike."""
-        buffers = [buffer.detach().clone() for buffer in self.network.buffers()]
+        """Forward and backward once per batch shape, then one optimizer step, leaving no trace: parameters,
+        optimizer state, random generators, buffers (batch-norm statistics) and gradients are as before. First-call
+        costs (kernel selection, allocator growth, the optimizer's first update, lazy initialization, torch.compile)
+        are then paid here, outside the training clock, by every job alike."""
+        optimizers = self.trainer.optimizers if self._trainer is not None else []
+        optimizer = optimizers[0] if optimizers else None
+        saved_state = copy.deepcopy(optimizer.state_dict()) if optimizer is not None else None
+        # what the optimizer step changes (parameters), or the forward pass (buffers)
+        changed = (
+            [*self.network.parameters(), *self.network.buffers()] if optimizer else [*self.network.buffers()]
+        )
+        saved = [tensor.detach().clone() for tensor in changed]
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             for x, y in batches:
                 F.cross_entropy(self.network(x), y).backward()
-        for buffer, saved in zip(self.network.buffers(), buffers, strict=True):
-            buffer.copy_(saved)
+            if optimizer is not None:
+                _step_unobserved(optimizer)
+        with torch.no_grad():
+            for tensor, before in zip(changed, saved, strict=True):
+                tensor.copy_(before)
+        if optimizer is not None:
+            optimizer.load_state_dict(saved_state)
         self.network.zero_grad(set_to_none=True)
 
     def training_step(self, batch: StepGroup | tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -185,11 +212,11 @@ class Classifier(pl.LightningModule):
                 config.scheduler.step(value)
 
     def _count(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
-        """Keep the batch's loss and correct count on the device until the window is logged (no host sync)."""
-        with torch.no_grad():
-            self._window_loss.append(loss.detach())
-            self._window_correct.append((logits.argmax(dim=1) == y).sum())
-        self._window_seen += y.shape[0]
+        """Keep the batch's loss, logits and targets until the window is logged: no device work and no host sync
+        per step (the window's accuracy is computed once, when it is logged)."""
+        self._window_loss.append(loss.detach())
+        self._window_logits.append(logits.detach())
+        self._window_targets.append(y)
 
     def _log_train_window(self) -> None:
         """The window's mean training loss, accuracy and the learning rate: to the loggers at once, and to the
@@ -200,9 +227,10 @@ class Classifier(pl.LightningModule):
         written: a run killed between the two lost that row for good (the resumed run starts after it)."""
         trainer = self.trainer
         loss = torch.stack(self._window_loss).mean()
-        accuracy = torch.stack(self._window_correct).sum() / self._window_seen
+        targets = torch.cat(self._window_targets)
+        accuracy = (torch.cat(self._window_logits).argmax(dim=1) == targets).sum() / targets.shape[0]
         lr = float(trainer.optimizers[0].param_groups[0]["lr"])
-        self._window_loss, self._window_correct, self._window_seen = [], [], 0
+        self._window_loss, self._window_logits, self._window_targets = [], [], []
         loss_value, accuracy_value = torch.stack([loss, accuracy]).tolist()  # one host sync per window
         trainer.callback_metrics.update(
             {"train/loss": loss, "train/acc": accuracy, "lr": torch.tensor(lr, device=loss.device)}
