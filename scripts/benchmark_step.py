@@ -12,7 +12,8 @@ same number of optimizer steps, three ways:
 wall clock around its loop. Warm-up is excluded: every case runs once untimed first, and the clock starts after
 trainspeed's own warm-up. The three run in turn, --repeats rounds; each figure is the median with the min-max
 spread; the ratios are the plain loop's speed over trainspeed's (1.00 = as fast as the plain loop), the median of
-the ratios within a round. CUDA cases (fp32 and bf16) run when a GPU is present.
+the ratios within a round. CUDA cases (fp32 and bf16) run when a GPU is present; there each trainspeed run's clock
+is also compared with CUDA events recorded around the same Lightning iterations (goal: within 2 %).
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ from types import SimpleNamespace
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
+import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from trainspeed import job  # noqa: E402
 from trainspeed.callbacks import train_clock  # noqa: E402
 from trainspeed.config_paths import compose_run_config  # noqa: E402
 from trainspeed.data import build_datamodule  # noqa: E402
@@ -44,6 +47,7 @@ from trainspeed.job import run_job  # noqa: E402
 from trainspeed.model import build_network  # noqa: E402
 from trainspeed.optim.optimizers import build_optimizer  # noqa: E402
 from trainspeed.quiet import quiet_library_noise  # noqa: E402
+from trainspeed.training.trainer_factory import build_trainer  # noqa: E402
 
 SYNTHETIC = ["data=synthetic", "data.shape=[3,32,32]", "data.batch_size=64", "data.num_samples=2048"]
 CASES = {  # name: (overrides, optimizer steps)
@@ -101,10 +105,52 @@ def plain_loop(cfg, steps: int) -> float:
     return (train_clock.time.perf_counter() - start) / steps
 
 
+class CudaEventTimer(pl.Callback):
+    """CUDA events from each training iteration's start to its end (on_train_batch_start to on_train_batch_end), on
+    the device's own timeline: an independent reading of the steps the training clock times (the clock's spans lie
+    inside these; what differs is the per-iteration work around the steps and the window's logging)."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self._start: torch.cuda.Event | None = None
+
+    def on_train_batch_start(self, *args) -> None:
+        self._start = torch.cuda.Event(enable_timing=True)
+        self._start.record()
+
+    def on_train_batch_end(self, *args) -> None:
+        end = torch.cuda.Event(enable_timing=True)
+        end.record()
+        self.spans.append((self._start, end))
+
+    def seconds(self) -> float:
+        torch.cuda.synchronize()
+        return sum(start.elapsed_time(end) for start, end in self.spans) / 1e3
+
+
+EVENT_READINGS: list[float] = []  # clock seconds over CUDA-event seconds, per GPU run of trainspeed
+
+
 def trainspeed_run(overrides: list[str], steps: int, folder: Path) -> float:
-    """Seconds per optimizer step by trainspeed's training clock."""
+    """Seconds per optimizer step by trainspeed's training clock (on a GPU, also checked against CUDA events)."""
     run_dir = Path(tempfile.mkdtemp(dir=folder))
-    summary = run_job(compose_config([*overrides, f"trainer.max_steps={steps}"], run_dir))
+    cfg = compose_config([*overrides, f"trainer.max_steps={steps}"], run_dir)
+    if cfg.trainer.accelerator != "gpu":
+        summary = run_job(cfg)
+    else:
+        timer = CudaEventTimer()
+
+        def with_timer(*args, **kwargs):
+            parts = build_trainer(*args, **kwargs)
+            parts.trainer.callbacks.append(timer)
+            return parts
+
+        job.build_trainer = with_timer
+        try:
+            summary = run_job(cfg)
+        finally:
+            job.build_trainer = build_trainer
+        EVENT_READINGS.append(summary.train_seconds / timer.seconds())
     assert summary.steps == steps, summary
     return summary.train_seconds / summary.steps
 
@@ -236,6 +282,14 @@ def main() -> None:
                 label = f"{case} {accelerator}" + (" bf16" if precision.startswith("bf16") else "")
                 cells = " ".join(f"{m * 1e3:7.3f} ({lo * 1e3:.3f}-{hi * 1e3:.3f})" for m, lo, hi in stats)
                 print(f"{label:22s} {steps:5d} {cells}  {ratios[1]:.2f}  {ratios[2]:.2f}", flush=True)
+                if EVENT_READINGS:
+                    readings = sorted(EVENT_READINGS)
+                    print(
+                        f"{'':22s} clock / CUDA events over the same iterations: median {statistics.median(readings):.3f} "
+                        f"({readings[0]:.3f}-{readings[-1]:.3f}, {len(readings)} runs)",
+                        flush=True,
+                    )
+                    EVENT_READINGS.clear()
     print(
         "ms/step; a/b and a/c: the plain loop's step time over trainspeed's (speed relative to the plain loop),\n"
         "the median over rounds of the ratio within a round (a, b and c run in turn in each round)"

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The checks that need a GPU, in order of importance, as one script (README, "Speed"):
+#   1. the step benchmark's GPU cases (plain loop vs trainspeed, fp32 and bf16) with the clock against CUDA events
+#   2. a short trainer=gpu sweep of the CNN with bf16-mixed and channels_last, and its report
+#   3. torch.compile on the GPU: compile_seconds recorded apart, no recompilation during training
+# Usage: scripts/gpu_checks.sh [OUT_DIR]    (PYTHON=... to choose the interpreter; default .venv/bin/python)
+# Each step's output goes to OUT_DIR/<step>.log and is echoed; the script goes on after a failed step and exits
+# non-zero if any failed.
+set -u
+OUT=${1:-outputs/gpu_checks}
+PYTHON=${PYTHON:-.venv/bin/python}
+export WANDB_MODE=${WANDB_MODE:-offline} PYTHONUNBUFFERED=1
+mkdir -p "$OUT"
+failed=0
+
+step() {  # step NAME COMMAND...: run it, keep its log, remember a failure
+    local name=$1
+    shift
+    echo "== $name: $*"
+    if ! "$@" 2>&1 | tee "$OUT/$name.log"; then
+        echo "== $name FAILED"
+        failed=1
+    fi
+}
+
+"$PYTHON" -c "import torch; assert torch.cuda.is_available(), 'no GPU'; print(torch.cuda.get_device_name(0))" \
+    || exit 1
+
+set -o pipefail
+step benchmark "$PYTHON" scripts/benchmark_step.py --cases mlp,cnn,resnet18 --repeats 3 --fairness 2
+step sweep "$PYTHON" -m trainspeed.train -m trainer=gpu trainer.precision=bf16-mixed trainer.channels_last=true \
+    model=cnn data=synthetic data.shape=[3,32,32] data.num_samples=4096 optimizer=sgd,adam seed=0,1 \
+    target.value=0.5 trainer.max_epochs=3 "hydra.sweep.dir=$OUT/sweep"
+step compile "$PYTHON" -m trainspeed.train trainer=gpu trainer.compile=true model=cnn trainer.max_epochs=2 \
+    "hydra.run.dir=$OUT/compile"
+grep -h '"compile_seconds"\|"train_seconds"' "$OUT/compile/summary.json" 2>/dev/null
+grep -c "during training" "$OUT/compile/train.log" 2>/dev/null | sed 's/^/recompilation warnings: /'
+exit $failed
