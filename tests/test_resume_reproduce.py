@@ -15,7 +15,7 @@ import torch
 from conftest import run_cli
 
 from trainspeed.record.compare import read_metrics
-from trainspeed.record.run_folder import read_metrics_csv
+from trainspeed.record.run_folder import read_metrics_csv, read_metrics_rows
 
 RUN = ["trainer.deterministic=true", "trainer.enable_progress_bar=false", "logger=csv", "seed=3"]
 
@@ -62,6 +62,46 @@ def test_reproduce_gives_identical_metrics_and_warns_on_changed_versions(tmp_pat
     (tmp_path / "original" / "summary.json").write_text(json.dumps(summary))
     warned = run_cli(["trainspeed.reproduce", "original", "--out", "third"], cwd=tmp_path)
     assert "torch was 0.0.1" in warned.stdout
+
+
+# the process dies the moment the checkpoint of step 30 is on disk, before anything else runs: the worst moment
+# for the record, since the resumed run starts after step 30 and never logs that step's metrics again
+DIE_AFTER_CHECKPOINT = """
+import os, runpy, sys
+from trainspeed.callbacks import checkpoint
+save = checkpoint.UntimedCheckpoint._save_checkpoint
+def save_then_die(self, trainer, filepath):
+    save(self, trainer, filepath)
+    if trainer.global_step == 30 and filepath.endswith("last.ckpt"):
+        os._exit(9)
+checkpoint.UntimedCheckpoint._save_checkpoint = save_then_die
+sys.argv = ["trainspeed.train", *sys.argv[1:]]
+runpy.run_module("trainspeed.train", run_name="__main__")
+"""
+
+
+def test_a_run_killed_right_after_a_checkpoint_keeps_that_steps_metrics(tmp_path):
+    args = [
+        *RUN,
+        "trainer.max_epochs=3",
+        "callbacks.resume_checkpoint.every_n_train_steps=30",
+        "run_test=false",
+    ]
+    assert run_cli(["trainspeed.train", *args, "hydra.run.dir=whole"], cwd=tmp_path).returncode == 0
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    killed = subprocess.run(
+        [sys.executable, "-c", DIE_AFTER_CHECKPOINT, *args, "hydra.run.dir=killed"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert killed.returncode == 9, killed.stderr[-3000:]
+    assert run_cli(["trainspeed.train", f"resume={tmp_path / 'killed'}"], cwd=tmp_path).returncode == 0
+
+    def logged(run: str) -> list[tuple[str, str]]:
+        rows = read_metrics_rows(tmp_path / run / "metrics.csv")
+        return [(row["step"], row["train/loss"]) for row in rows if row.get("train/loss")]
+
+    assert ("29", logged("whole")[2][1]) in logged("killed")  # step 30's window (logged at step index 29)
+    assert logged("killed") == logged("whole")
 
 
 @pytest.mark.slow
