@@ -95,11 +95,11 @@ def main() -> None:
         base = statistics.median(times["baseline"])
         print(f"{os.cpu_count()} CPUs, {options.runs} runs each, load {load:.1f} -> {os.getloadavg()[0]:.1f}; "
               f"seconds per process, median (min-max)")  # fmt: skip
-        print(f"{'case':<44} {'seconds':>20}  ratio")
-        print(f"{'baseline: import torch, pytorch_lightning':<44} {summary(times['baseline']):>20}   1.00")
+        print(f"{'case':<48} {'seconds':>20}  ratio")
+        print(f"{'baseline: import torch, pytorch_lightning':<48} {summary(times['baseline']):>20}   1.00")
         for case in cases:
             label = f"one step, {case}: {' '.join(ONE_STEP + CASES[case] + overrides)}"
-            print(f"{label:<44} {summary(times[case]):>20}  {statistics.median(times[case]) / base:5.2f}")
+            print(f"{label:<48} {summary(times[case]):>20}  {statistics.median(times[case]) / base:5.2f}")
         if options.imports:
             print_imports(cases, overrides, env, root)
 
