@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install demo train test test-slow test-all lint format lock clean benchmark
+.PHONY: install demo train test test-slow test-all lint format lock clean benchmark benchmark-startup
 
 install: $(STAMP)
 
@@ -44,6 +44,10 @@ transfer: $(STAMP)
 
 benchmark: $(STAMP)
 	$(BIN)/python scripts/benchmark_step.py $(ARGS)
+
+# a one-step run, whole process, against `python -c "import torch, pytorch_lightning"` (median, ratio)
+benchmark-startup: $(STAMP)
+	$(BIN)/python scripts/benchmark_startup.py $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

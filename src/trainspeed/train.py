@@ -21,6 +21,7 @@ from trainspeed.record.run_folder import LAST_CHECKPOINT
 from trainspeed.resume import already_finished, resume_arguments, sweep_job_plan
 from trainspeed.run_mode import resolve_run_mode
 from trainspeed.sweep_console import job_output_to_log, print_job_line, visible_stderr
+from trainspeed.tracking.wandb_import import import_wandb_before_torch
 from trainspeed.validation import record_refusal, validate
 
 log = logging.getLogger("trainspeed")
@@ -67,6 +68,7 @@ def _run(cfg: DictConfig) -> tuple[float | None, bool]:
             return done.time_to_target.seconds, True
         if plan == "resume":
             resume_from = str(Path(hydra_cfg.runtime.output_dir) / LAST_CHECKPOINT)
+    import_wandb_before_torch(cfg)  # cheaper before torch (tracking/wandb_import.py)
     from trainspeed.job import run_job  # torch and Lightning load only for a config that passed validation
 
     prepare_parallel_job(cfg)  # threads / GPU / DDP environment when jobs run side by side

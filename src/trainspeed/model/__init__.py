@@ -11,7 +11,6 @@ from trainspeed.model.initializers import initialize
 from trainspeed.model.layers import activation_factory, norm_factory
 from trainspeed.model.mlp import MLP
 from trainspeed.model.pretrained import LoadedWeights, model_config, modules_to_initialize, report_loaded
-from trainspeed.model.timm_backbone import check_forward, create_timm_model
 
 
 def _own_norm(factory):
@@ -58,6 +57,9 @@ def _build_timm(
     cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int, act
 ) -> tuple[nn.Module, LoadedWeights | None]:
     """Image-layout norm layers suit conv backbones; transformers normalize tokens (last dim), so try both."""
+    # timm (~1 s to import) only for model=timm; an MLP or CNN run does not load it
+    from trainspeed.model.timm_backbone import check_forward, create_timm_model
+
     errors = []
     for layout in ("image", "vector"):
         norm = norm_factory(cfg.normalization, layout)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import timm
-
 from trainspeed.errors import ConfigError, DataError
 
 
@@ -17,6 +15,7 @@ def downloads_allowed() -> bool:
 
 def hub_file(name: str) -> Path:
     """timm's pretrained weights for `name` from the local Hugging Face cache (downloaded there when allowed)."""
+    import timm  # timm and the hub client (~1 s to import) only for a timm model with hub weights
     from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
 
     pretrained_cfg = timm.models.get_pretrained_cfg(name)

@@ -16,7 +16,6 @@ from collections.abc import Iterable
 import torch
 import torch.nn as nn
 from omegaconf import DictConfig
-from timm.layers import trunc_normal_, variance_scaling_
 
 from trainspeed.model.layers import init_gain_args
 
@@ -56,11 +55,15 @@ def _init_weight(weight: torch.Tensor, name: str, gain: float, std: float) -> No
         else:
             weight.uniform_(-math.sqrt(3.0) * std, math.sqrt(3.0) * std)
     elif name == "lecun_normal":
+        from timm.layers import variance_scaling_  # timm (~1 s to import) only for the schemes that use it
+
         # timm's lecun_normal_ is this with scale 1: a normal cut at ±2 std, rescaled to variance scale / fan_in
         variance_scaling_(weight, scale=gain**2, mode="fan_in", distribution="truncated_normal")
     elif name == "orthogonal":
         nn.init.orthogonal_(weight, gain=gain)
     elif name == "trunc_normal":
+        from timm.layers import trunc_normal_  # timm (~1 s to import) only for the schemes that use it
+
         trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
 
 

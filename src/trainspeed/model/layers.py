@@ -7,7 +7,6 @@ from functools import partial
 
 import torch.nn as nn
 from omegaconf import DictConfig
-from timm.layers import get_act_layer, get_norm_layer
 
 from trainspeed.options import DEFAULT
 
@@ -26,6 +25,8 @@ def activation_factory(cfg: DictConfig) -> LayerFactory | None:
     name = cfg.name  # one of trainspeed.options.ACTIVATIONS or default (validated)
     if name == DEFAULT:
         return None
+    from timm.layers import get_act_layer  # timm (~1 s to import) only when a layer is swapped in
+
     layer = get_act_layer(name)
     if name == "leaky_relu":
         return partial(layer, negative_slope=float(cfg.get("negative_slope", 0.01)))
@@ -42,6 +43,8 @@ def norm_factory(cfg: DictConfig, layout: str) -> LayerFactory | None:
         return None
     if name == "none":
         return nn.Identity
+    from timm.layers import get_norm_layer  # timm (~1 s to import) only when a layer is swapped in
+
     layer = get_norm_layer(_TIMM_NORM_NAMES[layout][name])
     if name == "batchnorm":
         return partial(layer, momentum=float(cfg.get("momentum", 0.1)))

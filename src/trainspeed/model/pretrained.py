@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import timm
 import torch
 import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
@@ -110,6 +109,8 @@ def create_with_weights(
     Backbone tensors missing from the file, or file tensors without a place in the model, are an error unless
     the activation / normalization was changed (`layers_changed`): then they are recorded and reported.
     """
+    import timm  # ~1 s to import: only for a timm model (an MLP or CNN run never loads it)
+
     state = read_state(key, path)
     default_cfg = timm.models.get_pretrained_cfg(name)
     default_cfg = default_cfg.to_dict() if default_cfg is not None else {}

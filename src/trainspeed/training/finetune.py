@@ -29,7 +29,6 @@ from omegaconf import DictConfig
 
 from trainspeed.errors import ConfigError
 from trainspeed.model.pretrained import LoadedWeights
-from trainspeed.optim.optimizers import optimizer_kwargs
 from trainspeed.options import NEEDS_WEIGHTS
 
 log = logging.getLogger(__name__)
@@ -73,6 +72,8 @@ class FinetunePlan:
     def param_groups(self, optimizer_cfg: DictConfig) -> list[dict[str, Any]]:
         """Parameter groups for the optimizer: the head at optimizer.lr first, then the backbone at lr x factor
         (none for linear_probe); each split into weight-decay / no-decay groups the way timm splits a model."""
+        from trainspeed.optim.optimizers import optimizer_kwargs  # timm's optimizer factory: ~1 s to import
+
         kwargs = optimizer_kwargs(optimizer_cfg)
         lr, weight_decay, exclude_1d = kwargs["lr"], kwargs["weight_decay"], kwargs["filter_bias_and_bn"]
         parts = [("head", self.head, lr)]
