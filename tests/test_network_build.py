@@ -11,7 +11,7 @@ from timm.layers import get_act_layer
 
 from trainspeed.errors import TrainspeedError
 from trainspeed.model import build_network
-from trainspeed.optim.optimizers import build_optimizer
+from trainspeed.optim.optimizers import TORCH_OPTIMIZERS, build_optimizer, optimizer_kwargs
 from trainspeed.validation import validate
 
 IMAGE = (1, 8, 8)
@@ -290,3 +290,33 @@ def test_cpu_optimizer_steps_do_not_probe_for_an_accelerator(make_config, monkey
             network(torch.randn(4, 64)).sum().backward()
             optimizer.step()
         assert bool(probes) == probed, type(optimizer).__name__
+
+
+def _same_groups(ours: torch.optim.Optimizer, timms: torch.optim.Optimizer) -> None:
+    assert type(ours) is type(timms)
+    assert ours.defaults == timms.defaults
+    assert len(ours.param_groups) == len(timms.param_groups)
+    for a, b in zip(ours.param_groups, timms.param_groups, strict=True):
+        assert [id(p) for p in a["params"]] == [id(p) for p in b["params"]]
+        assert {k: v for k, v in a.items() if k != "params"} == {k: v for k, v in b.items() if k != "params"}
+
+
+@pytest.mark.parametrize("name", sorted(TORCH_OPTIMIZERS))
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["optimizer.weight_decay=0.1"], ["optimizer.weight_decay=0.1", "optimizer.decay_norm_and_bias=true"],
+     ["++optimizer.eps=1e-6", "++optimizer.momentum=0.5", "++optimizer.betas=[0.8,0.99]"]],
+    ids=["defaults", "weight decay", "decay on norms and biases", "eps momentum betas"],
+)  # fmt: skip
+def test_torch_optimizers_are_built_as_timms_factory_builds_them(make_config, name, extra):
+    from timm.optim import create_optimizer_v2
+
+    network, _ = build_network(make_config("normalization=batchnorm"), IMAGE, 10)
+    cfg = make_config(f"optimizer.name={name}", *extra).optimizer
+    kwargs = optimizer_kwargs(cfg)
+    _same_groups(build_optimizer(cfg, network), create_optimizer_v2(network, **kwargs))
+    groups = [
+        {"params": list(network.parameters())[:2], "lr": 0.5},
+        {"params": list(network.parameters())[2:]},
+    ]
+    _same_groups(build_optimizer(cfg, groups), create_optimizer_v2(groups, **kwargs))

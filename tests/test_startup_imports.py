@@ -1,4 +1,4 @@
-"""Start-up imports only what the config uses: timm for a timm model or layer, wandb for a W&B logger
+"""Start-up imports only what the config uses: timm for a timm model, layer or optimizer, wandb for a W&B logger
 (scripts/benchmark_startup.py measures the time; no timing here)."""
 
 from __future__ import annotations
@@ -12,17 +12,19 @@ from conftest import REPO
 
 from trainspeed.tracking.wandb_import import logs_to_wandb
 
-# builds what a job builds before training (data, network, trainer with its loggers and callbacks), then names
+# builds what a job builds before training (data, network, optimizer, trainer with its loggers and callbacks), names
 # the heavy optional packages that got imported
 BUILD_AND_LIST = """
 import sys
 from trainspeed.config_paths import compose_run_config
 from trainspeed.data import build_datamodule
 from trainspeed.model import build_network
+from trainspeed.optim.optimizers import build_optimizer
 from trainspeed.training.trainer_factory import build_trainer
 cfg = compose_run_config(sys.argv[2:], sys.argv[1])
 data = build_datamodule(cfg.data, cfg.seed)
-build_network(cfg, data.input_shape, data.num_classes)
+network, _ = build_network(cfg, data.input_shape, data.num_classes)
+build_optimizer(cfg.optimizer, network)
 build_trainer(cfg)
 print("loaded:", *sorted(m for m in ("timm", "wandb", "optuna", "huggingface_hub") if m in sys.modules))
 """
@@ -55,6 +57,11 @@ def test_an_mlp_with_csv_logging_builds_without_timm_or_wandb(tmp_path):
 
 def test_a_swapped_in_timm_layer_imports_timm(tmp_path):
     assert "timm" in loaded_after_build(tmp_path, "logger=csv", "activation=gelu")
+
+
+def test_only_timms_own_optimizers_import_timm(tmp_path):
+    assert loaded_after_build(tmp_path, "logger=csv", "optimizer=rmsprop") == set()
+    assert "timm" in loaded_after_build(tmp_path, "logger=csv", "optimizer=lamb")
 
 
 @pytest.mark.parametrize(

@@ -1,17 +1,58 @@
-"""Optimizers by name through timm's factory."""
+"""Optimizers by name, with timm's names and defaults.
+
+The optimizers torch has (SGD and its momentum / Nesterov forms, Adam, AdamW, Adagrad, Adadelta, Adamax, NAdam,
+RAdam, RMSprop) are built here exactly as timm's factory builds them (same class, parameter groups and defaults;
+tests/test_network_build.py compares the two); the others (lamb, lion, ...) through timm's factory. Why not timm for
+all: importing any part of timm imports all of it, about 1 s of every run's start-up, for a table lookup.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn as nn
 from omegaconf import DictConfig
-from timm.optim import create_optimizer_v2
-from timm.optim._optim_factory import default_registry
 
 from trainspeed.config_paths import extra_kwargs
+
+
+@dataclass(frozen=True)
+class TorchOptimizer:
+    """What timm's registry says of one of torch's optimizers (timm.optim._optim_factory's OptimInfo)."""
+
+    cls: type[torch.optim.Optimizer]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    has_momentum: bool = False
+    has_eps: bool = True
+    has_betas: bool = False
+
+
+TORCH_OPTIMIZERS = {
+    "sgd": TorchOptimizer(torch.optim.SGD, {"nesterov": True}, has_momentum=True, has_eps=False),
+    "momentum": TorchOptimizer(torch.optim.SGD, {"nesterov": False}, has_momentum=True, has_eps=False),
+    "nesterov": TorchOptimizer(torch.optim.SGD, {"nesterov": True}, has_momentum=True, has_eps=False),
+    "adam": TorchOptimizer(torch.optim.Adam, has_betas=True),
+    "adamw": TorchOptimizer(torch.optim.AdamW, has_betas=True),
+    "adagrad": TorchOptimizer(torch.optim.Adagrad, {"eps": 1e-8}),
+    "adadelta": TorchOptimizer(torch.optim.Adadelta),
+    "adamax": TorchOptimizer(torch.optim.Adamax, has_betas=True),
+    "nadam": TorchOptimizer(torch.optim.NAdam, has_betas=True),
+    "radam": TorchOptimizer(torch.optim.RAdam, has_betas=True),
+    "rmsprop": TorchOptimizer(torch.optim.RMSprop, {"alpha": 0.9}, has_momentum=True),
+}
+
+
+def _info(name: str) -> TorchOptimizer | Any:
+    if name in TORCH_OPTIMIZERS:
+        return TORCH_OPTIMIZERS[name]
+    from timm.optim._optim_factory import (
+        default_registry,
+    )  # timm (~1 s to import) for its own optimizers only
+
+    return default_registry.get_optimizer_info(name)
 
 
 def optimizer_kwargs(cfg: DictConfig) -> dict[str, Any]:
@@ -21,7 +62,7 @@ def optimizer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     momentum 0.9 to every momentum-capable optimizer (so `optimizer.momentum` is always explicit here).
     """
     name = cfg.name  # a name timm knows (validated)
-    info = default_registry.get_optimizer_info(name)
+    info = _info(name)
     kwargs: dict[str, Any] = {
         "opt": name,
         "lr": float(cfg.lr),
@@ -43,9 +84,60 @@ def build_optimizer(
     cfg: DictConfig, model_or_groups: nn.Module | Iterable[dict[str, Any]]
 ) -> torch.optim.Optimizer:
     """The optimizer named by `optimizer.name` over a model (or explicit parameter groups)."""
-    optimizer = create_optimizer_v2(model_or_groups, **optimizer_kwargs(cfg))
+    kwargs = optimizer_kwargs(cfg)
+    if kwargs["opt"] in TORCH_OPTIMIZERS and not hasattr(model_or_groups, "no_weight_decay"):
+        optimizer = torch_optimizer(model_or_groups, **kwargs)
+    else:  # timm's own optimizers, and timm models (which name parameters to keep out of weight decay)
+        from timm.optim import create_optimizer_v2
+
+        optimizer = create_optimizer_v2(model_or_groups, **kwargs)
     skip_graph_capture_check(optimizer)
     return optimizer
+
+
+def torch_optimizer(
+    model_or_groups: nn.Module | Iterable[dict[str, Any]],
+    opt: str,
+    lr: float,
+    weight_decay: float,
+    filter_bias_and_bn: bool,
+    **kwargs: Any,
+) -> torch.optim.Optimizer:
+    """One of torch's optimizers as timm's create_optimizer_v2 builds it: a model's parameters split into a
+    no-decay group (biases and other 1-d tensors when filtering, everything without weight decay) and a decay
+    group; the registry's defaults; momentum, eps and betas only where the optimizer has them."""
+    info = TORCH_OPTIMIZERS[opt]
+    params: Any = model_or_groups
+    if isinstance(model_or_groups, nn.Module):
+        params = weight_decay_groups(model_or_groups, weight_decay, filter_bias_and_bn)
+        weight_decay = 0.0
+    args: dict[str, Any] = {"weight_decay": weight_decay, **kwargs, "lr": lr}
+    for key, value in info.defaults.items():
+        args.setdefault(key, value)
+    if info.has_momentum:
+        args.setdefault("momentum", 0.9)
+    if not info.has_eps:
+        args.pop("eps", None)
+    if not info.has_betas:
+        args.pop("betas", None)
+    return info.cls(params, **args)
+
+
+def weight_decay_groups(model: nn.Module, weight_decay: float, exclude_1d: bool) -> list[dict[str, Any]]:
+    """timm's param_groups_weight_decay: trainable parameters without weight decay (all of them when it is 0;
+    else 1-d tensors and biases when `exclude_1d`), then those with it; empty groups left out."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        excluded = exclude_1d and (param.ndim <= 1 or name.endswith(".bias"))
+        (no_decay if not weight_decay or excluded else decay).append(param)
+    groups = []
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    if decay:
+        groups.append({"params": decay, "weight_decay": weight_decay})
+    return groups
 
 
 def skip_graph_capture_check(optimizer: torch.optim.Optimizer) -> None:
