@@ -80,6 +80,7 @@ runpy.run_module("trainspeed.train", run_name="__main__")
 """
 
 
+@pytest.mark.slow
 def test_a_run_killed_right_after_a_checkpoint_keeps_that_steps_metrics(tmp_path):
     args = [
         *RUN,

@@ -55,10 +55,12 @@ def test_an_mlp_with_csv_logging_builds_without_timm_or_wandb(tmp_path):
     assert loaded_after_build(tmp_path, "logger=csv") == set()
 
 
+@pytest.mark.slow
 def test_a_swapped_in_timm_layer_imports_timm(tmp_path):
     assert "timm" in loaded_after_build(tmp_path, "logger=csv", "activation=gelu")
 
 
+@pytest.mark.slow
 def test_only_timms_own_optimizers_import_timm(tmp_path):
     assert loaded_after_build(tmp_path, "logger=csv", "optimizer=rmsprop") == set()
     assert "timm" in loaded_after_build(tmp_path, "logger=csv", "optimizer=lamb")
