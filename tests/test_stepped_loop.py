@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import csv
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -189,7 +190,9 @@ module = Classifier(network, cfg.optimizer, cfg.scheduler, datamodule.num_classe
 class Report(pl.Callback):
     def on_train_end(self, trainer, pl_module):
         total = float(sum(p.double().sum() for p in pl_module.parameters()))
-        print("rank", trainer.global_rank, "step", trainer.global_step, "params", repr(total), flush=True)
+        # one write per rank (a pipe keeps a short write whole), as the other rank writes to the same pipe
+        sys.stdout.write(f"rank {{trainer.global_rank}} step {{trainer.global_step}} params {{total!r}}\\n")
+        sys.stdout.flush()
 
 parts = build_trainer(cfg)
 parts.trainer.callbacks.append(Report())
@@ -209,8 +212,10 @@ def test_ddp_averages_gradients_every_step(tmp_path):
         env={**os.environ, "WANDB_MODE": "offline"},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    reports = sorted(line.split() for line in result.stdout.splitlines() if line.startswith("rank "))
-    assert [r[1] for r in reports] == ["0", "1"] and {r[3] for r in reports} == {"15"}
+    reports = sorted(re.findall(r"(rank) (\d) (step) (\d+) (params) (\S+)\n", result.stdout))
+    assert [r[1] for r in reports] == ["0", "1"] and {r[3] for r in reports} == {"15"}, (
+        result.stdout[-2000:] + result.stderr[-3000:]
+    )
     assert reports[0][5] == reports[1][5]
 
 
