@@ -42,6 +42,19 @@ def make_config(tmp_path):
     GlobalHydra.instance().clear()
 
 
+def run_script(name: str, *args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run `scripts/<name>` with this interpreter from `cwd`; it must succeed."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / name), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
 def run_cli(
     args: list[str], cwd: Path, timeout: float = 300, env: dict | None = None
 ) -> subprocess.CompletedProcess:

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import FAST, REPO, run_cli
+from conftest import FAST, run_cli, run_script
 
 
 @pytest.mark.slow
 def test_benchmark_prints_the_three_figures_ratios_and_warm_up_fairness(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "benchmark_step.py"), "--quick"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_script("benchmark_step.py", "--quick", cwd=tmp_path)
     number = r"\d+\.\d+ \(\d+\.\d+-\d+\.\d+\)"
     row = re.search(rf"^mlp cpu\s+20\s+({number})\s+({number})\s+({number})\s+(\d+\.\d\d)\s+(\d+\.\d\d)$",
                     result.stdout, re.MULTILINE)  # fmt: skip

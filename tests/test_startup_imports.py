@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from conftest import REPO, run_script
 
 from trainspeed.tracking.wandb_import import logs_to_wandb
 
@@ -75,15 +75,7 @@ def test_wandb_is_imported_early_only_for_a_wandb_logger(make_config, logger, ex
 
 @pytest.mark.slow
 def test_startup_benchmark_prints_the_figures(tmp_path):
-    script = REPO / "scripts" / "benchmark_startup.py"
-    result = subprocess.run(
-        [sys.executable, str(script), "--runs", "1", "--cases", "csv"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_script("benchmark_startup.py", "--runs", "1", "--cases", "csv", cwd=tmp_path)
     figures = r"\d+\.\d\d \(\d+\.\d\d-\d+\.\d\d\)"
     assert re.search(rf"^baseline: import torch, pytorch_lightning\s+{figures}\s+1\.00$", result.stdout, re.M)
     ratio = re.search(
