@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 
 from trainspeed.data import build_datamodule
+from trainspeed.data.index_loader import IndexBatchLoader
 from trainspeed.model import build_network
 from trainspeed.step_groups import StepPlan
 from trainspeed.training.classifier import Classifier
@@ -269,3 +270,16 @@ def test_warm_up_leaves_no_trace(make_config):
     assert torch.equal(before["rng"], after["rng"])
     assert all(g is None for g in after["grads"])
     assert probe.hook_calls == parts.trainer.global_step  # the warm-up steps were not seen by the step hooks
+
+
+@pytest.mark.parametrize("accumulate", [1, 3])
+def test_a_group_counts_the_samples_its_steps_fetch(accumulate):
+    # 103 samples in batches of 8: 12 full batches and a partial one of 7
+    x, y = torch.arange(103.0).unsqueeze(1), torch.arange(103)
+    loader = IndexBatchLoader(x, y, 8, shuffle=True, seed=0, plan=StepPlan(size=2), accumulate=accumulate)
+    groups = list(loader)
+    fetched = [[int(yb.shape[0]) for step in group for _, yb in step] for group in groups]
+    assert [group.samples for group in groups] == [sum(sizes) for sizes in fetched]
+    assert sum(group.samples for group in groups) == 103
+    seen = torch.cat([yb for group in groups for step in group for _, yb in step])
+    assert sorted(seen.tolist()) == list(range(103))  # every sample once
