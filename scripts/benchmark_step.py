@@ -1,6 +1,6 @@
 """How fast is a trainspeed training step next to a hand-written PyTorch loop? Measured in one process.
 
-    .venv/bin/python scripts/benchmark_step.py [--repeats 5] [--cases mlp,cnn,resnet18] [--threads N] [--quick]
+    .venv/bin/python scripts/benchmark_step.py [--repeats 5] [--cases mlp,cnn,resnet18] [--threads N] [--accelerators cpu,gpu] [--quick]
 
 For each case the same network (built by trainspeed's builders from the same seed) trains on the same data for the
 same number of optimizer steps, three ways:
@@ -106,29 +106,55 @@ def plain_loop(cfg, steps: int) -> float:
 
 
 class CudaEventTimer(pl.Callback):
-    """CUDA events from each training iteration's start to its end (on_train_batch_start to on_train_batch_end), on
-    the device's own timeline: an independent reading of the steps the training clock times (the clock's spans lie
-    inside these; what differs is the per-iteration work around the steps and the window's logging)."""
+    """Independent CUDA-event readings of the steps the training clock times, on the device's own timeline:
+    - `step`: around each call of the module's training_step, less the spans around its training-window logging
+      (which the clock leaves out too): the same steps the clock times, read by events of their own;
+    - `iteration`: from on_train_batch_start to on_train_batch_end, which adds Lightning's per-iteration work."""
 
     def __init__(self) -> None:
-        self.spans: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self.spans: dict[str, list[tuple[torch.cuda.Event, torch.cuda.Event]]] = {
+            "step": [],
+            "logging": [],
+            "iteration": [],
+        }
         self._start: torch.cuda.Event | None = None
 
+    @staticmethod
+    def _event() -> torch.cuda.Event:
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # instance attributes: Lightning and the module call them in place of the methods
+        pl_module.training_step = self._timed(pl_module.training_step, "step")
+        if hasattr(pl_module, "_log_train_window"):
+            pl_module._log_train_window = self._timed(pl_module._log_train_window, "logging")
+
+    def _timed(self, method, kind: str):
+        def timed(*args, **kwargs):
+            start = self._event()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.spans[kind].append((start, self._event()))
+
+        return timed
+
     def on_train_batch_start(self, *args) -> None:
-        self._start = torch.cuda.Event(enable_timing=True)
-        self._start.record()
+        self._start = self._event()
 
     def on_train_batch_end(self, *args) -> None:
-        end = torch.cuda.Event(enable_timing=True)
-        end.record()
-        self.spans.append((self._start, end))
+        self.spans["iteration"].append((self._start, self._event()))
 
-    def seconds(self) -> float:
+    def seconds(self, kind: str) -> float:
         torch.cuda.synchronize()
-        return sum(start.elapsed_time(end) for start, end in self.spans) / 1e3
+        total = sum(start.elapsed_time(end) for start, end in self.spans[kind]) / 1e3
+        return total - self.seconds("logging") if kind == "step" else total
 
 
-EVENT_READINGS: list[float] = []  # clock seconds over CUDA-event seconds, per GPU run of trainspeed
+# clock seconds over CUDA-event seconds, per GPU run of trainspeed
+EVENT_READINGS: dict[str, list[float]] = {"step": [], "iteration": []}
 
 
 def trainspeed_run(overrides: list[str], steps: int, folder: Path) -> float:
@@ -150,7 +176,8 @@ def trainspeed_run(overrides: list[str], steps: int, folder: Path) -> float:
             summary = run_job(cfg)
         finally:
             job.build_trainer = build_trainer
-        EVENT_READINGS.append(summary.train_seconds / timer.seconds())
+        for kind, readings in EVENT_READINGS.items():
+            readings.append(summary.train_seconds / timer.seconds(kind))
     assert summary.steps == steps, summary
     return summary.train_seconds / summary.steps
 
@@ -174,11 +201,12 @@ def fairness_jobs(overrides: list[str], steps: int, jobs: int, folder: Path) -> 
     return [trainspeed_run(overrides, steps, folder) for _ in range(jobs)]
 
 
-def warm_up_fairness(args: argparse.Namespace, processes: int, jobs: int) -> None:
+def warm_up_fairness(args: argparse.Namespace, accelerator: str, processes: int, jobs: int) -> None:
     """The first job of a fresh process against the later jobs of the same process: one-time costs (lazy imports,
     first kernels, allocator growth) must not land on the first job only. Each process is a fresh interpreter;
     the machine's run-to-run noise is why there are several."""
     command = [sys.executable, __file__, "--fairness-child", str(jobs), "--cases", args.cases.split(",")[0]]
+    command += ["--accelerators", accelerator]
     command += [
         "--steps-factor",
         str(args.steps_factor),
@@ -193,7 +221,7 @@ def warm_up_fairness(args: argparse.Namespace, processes: int, jobs: int) -> Non
         laters.append(statistics.median(times[1:]))
     first, later = statistics.median(firsts), statistics.median(laters)
     print(
-        f"warm-up fairness ({processes} fresh processes x {jobs} identical jobs): first job {first * 1e3:.3f} "
+        f"warm-up fairness, {accelerator} ({processes} fresh processes x {jobs} identical jobs): first job {first * 1e3:.3f} "
         f"ms/step, later jobs {later * 1e3:.3f} (medians), first/later {first / later:.2f}",
         flush=True,
     )
@@ -224,6 +252,11 @@ def main() -> None:
         help="fresh processes for the first-job-against-later-jobs check (0: skip it)",
     )
     parser.add_argument("--fairness-child", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--accelerators",
+        default="cpu,gpu" if torch.cuda.is_available() else "cpu",
+        help="comma-separated: cpu, gpu (gpu runs fp32 and bf16-mixed; default: gpu too when one is present)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -238,12 +271,16 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     for name in ("pytorch_lightning", "lightning", "lightning_fabric", "trainspeed"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    devices = [("cpu", "32-true")]
-    if torch.cuda.is_available():
-        devices += [("gpu", "32-true"), ("gpu", "bf16-mixed")]
+    accelerators = args.accelerators.split(",")
+    if "gpu" in accelerators and not torch.cuda.is_available():
+        parser.error("--accelerators gpu: no GPU is available to torch here")
+    precisions = {"cpu": ["32-true"], "gpu": ["32-true", "bf16-mixed"]}
+    devices = [
+        (accelerator, precision) for accelerator in accelerators for precision in precisions[accelerator]
+    ]
     if args.fairness_child:  # one process of warm_up_fairness: the first case with trainspeed's defaults
         overrides, steps = CASES[args.cases]
-        device = ["trainer.accelerator=cpu", "trainer.devices=1"]
+        device = [f"trainer.accelerator={accelerators[0]}", "trainer.devices=1"]
         with tempfile.TemporaryDirectory() as tmp:
             times = fairness_jobs([*COMMON, *overrides, *device, *args.extra], max(int(steps * args.steps_factor), 2),
                                   args.fairness_child, Path(tmp))  # fmt: skip
@@ -257,7 +294,8 @@ def main() -> None:
         f"{'case':22s} {'steps':>5s} {'(a) plain':>20s} {'(b) lean':>20s} {'(c) default':>20s}  a/b   a/c"
     )
     if args.fairness:
-        warm_up_fairness(args, args.fairness, max(args.repeats, 2))
+        for accelerator in accelerators:
+            warm_up_fairness(args, accelerator, args.fairness, max(args.repeats, 2))
     with tempfile.TemporaryDirectory() as tmp:
         print(header)
         for accelerator, precision in devices:
@@ -282,14 +320,16 @@ def main() -> None:
                 label = f"{case} {accelerator}" + (" bf16" if precision.startswith("bf16") else "")
                 cells = " ".join(f"{m * 1e3:7.3f} ({lo * 1e3:.3f}-{hi * 1e3:.3f})" for m, lo, hi in stats)
                 print(f"{label:22s} {steps:5d} {cells}  {ratios[1]:.2f}  {ratios[2]:.2f}", flush=True)
-                if EVENT_READINGS:
-                    readings = sorted(EVENT_READINGS)
-                    print(
-                        f"{'':22s} clock / CUDA events over the same iterations: median {statistics.median(readings):.3f} "
-                        f"({readings[0]:.3f}-{readings[-1]:.3f}, {len(readings)} runs)",
-                        flush=True,
-                    )
-                    EVENT_READINGS.clear()
+                for kind, readings in EVENT_READINGS.items():
+                    if readings:
+                        readings.sort()
+                        print(
+                            f"{'':22s} clock / CUDA events around each {'training step' if kind == 'step' else 'iteration'}: "
+                            f"median {statistics.median(readings):.3f} ({readings[0]:.3f}-{readings[-1]:.3f}, "
+                            f"{len(readings)} runs)",
+                            flush=True,
+                        )
+                        readings.clear()
     print(
         "ms/step; a/b and a/c: the plain loop's step time over trainspeed's (speed relative to the plain loop),\n"
         "the median over rounds of the ratio within a round (a, b and c run in turn in each round)"

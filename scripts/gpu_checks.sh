@@ -5,7 +5,8 @@
 #   3. torch.compile on the GPU: compile_seconds recorded apart, no recompilation during training
 # Usage: scripts/gpu_checks.sh [OUT_DIR]    (PYTHON=... to choose the interpreter; default .venv/bin/python)
 # Each step's output goes to OUT_DIR/<step>.log and is echoed; the script goes on after a failed step and exits
-# non-zero if any failed.
+# non-zero if any failed. STEP_TIMEOUT (seconds, default 900) bounds each step, so that a hung step leaves the
+# later ones their turn.
 set -u
 OUT=${1:-outputs/gpu_checks}
 PYTHON=${PYTHON:-.venv/bin/python}
@@ -17,7 +18,7 @@ step() {  # step NAME COMMAND...: run it, keep its log, remember a failure
     local name=$1
     shift
     echo "== $name: $*"
-    if ! "$@" 2>&1 | tee "$OUT/$name.log"; then
+    if ! timeout "${STEP_TIMEOUT:-900}" "$@" 2>&1 | tee "$OUT/$name.log"; then
         echo "== $name FAILED"
         failed=1
     fi
@@ -27,7 +28,8 @@ step() {  # step NAME COMMAND...: run it, keep its log, remember a failure
     || exit 1
 
 set -o pipefail
-step benchmark "$PYTHON" scripts/benchmark_step.py --cases mlp,cnn,resnet18 --repeats 3 --fairness 2
+step benchmark "$PYTHON" scripts/benchmark_step.py --accelerators gpu --cases mlp,cnn,resnet18 \
+    --repeats 3 --fairness 2
 step sweep "$PYTHON" -m trainspeed.train -m trainer=gpu trainer.precision=bf16-mixed trainer.channels_last=true \
     model=cnn data=synthetic data.shape=[3,32,32] data.num_samples=4096 optimizer=sgd,adam seed=0,1 \
     target.value=0.5 trainer.max_epochs=3 "hydra.sweep.dir=$OUT/sweep"

@@ -19,7 +19,7 @@ def test_benchmark_prints_the_three_figures_ratios_and_warm_up_fairness(tmp_path
     assert row, result.stdout[-3000:]
     assert all(float(row.group(i)) > 0 for i in (4, 5))
     fairness = re.search(
-        r"^warm-up fairness \(1 fresh processes x 2 identical jobs\): .*first/later (\d+\.\d\d)$",
+        r"^warm-up fairness, cpu \(1 fresh processes x 2 identical jobs\): .*first/later (\d+\.\d\d)$",
         result.stdout,
         re.MULTILINE,
     )
