@@ -16,6 +16,7 @@ from trainspeed.config_paths import CONFIG_NAME, config_dir, in_sweep
 from trainspeed.errors import TrainspeedError, is_user_error
 from trainspeed.lightning_refusal import refusal_message
 from trainspeed.parallel_jobs import check_sweep_launcher, prepare_parallel_job
+from trainspeed.process_exit import run_and_exit
 from trainspeed.quiet import quiet_library_noise
 from trainspeed.record.run_folder import LAST_CHECKPOINT
 from trainspeed.resume import already_finished, resume_arguments, sweep_job_plan
@@ -109,7 +110,12 @@ def _job_failed(err: Exception, cfg: DictConfig) -> None:
 
 def cli() -> None:
     """The console entry point: `resume=RUN_DIR` expands to that run's overrides and folder before Hydra parses;
-    a finished run is left untouched (Hydra would rewrite its .hydra/ files)."""
+    a finished run is left untouched (Hydra would rewrite its .hydra/ files). The process ends without the
+    interpreter's module teardown (trainspeed.process_exit: about 1.2 s with torch loaded)."""
+    run_and_exit(_cli)
+
+
+def _cli() -> None:
     try:
         sys.argv[1:] = resume_arguments(sys.argv[1:])
         finished = already_finished(sys.argv[1:])
