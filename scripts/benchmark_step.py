@@ -12,8 +12,9 @@ same number of optimizer steps, three ways:
 wall clock around its loop. Warm-up is excluded: every case runs once untimed first, and the clock starts after
 trainspeed's own warm-up. The three run in turn, --repeats rounds; each figure is the median with the min-max
 spread; the ratios are the plain loop's speed over trainspeed's (1.00 = as fast as the plain loop), the median of
-the ratios within a round. CUDA cases (fp32 and bf16) run when a GPU is present; there each trainspeed run's clock
-is also compared with CUDA events recorded around the same Lightning iterations (goal: within 2 %).
+the ratios within a round. CUDA cases (fp32 and bf16, GPU_STEPS times the steps) run when a GPU is present;
+there each trainspeed run's clock is also compared with CUDA events of its own around the same training steps
+(goal: within 2 %) and around whole Lightning iterations.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ CASES = {  # name: (overrides, optimizer steps)
     "cnn": ([*SYNTHETIC, "model=cnn"], 150),
     "resnet18": ([*SYNTHETIC, "model=timm", "model.name=resnet18"], 30),
 }
+# a GPU step is 10-100x shorter than a CPU step: its cases run this many times the steps, so that each timed run
+# lasts long enough (0.5-4 s on an H100) for one host hiccup not to move the figure
+GPU_STEPS = 3
 LEAN = [
     "logger=none",
     "callbacks=none",
@@ -227,6 +231,11 @@ def warm_up_fairness(args: argparse.Namespace, accelerator: str, processes: int,
     )
 
 
+def case_steps(steps: int, accelerator: str, args: argparse.Namespace) -> int:
+    """A case's optimizer steps on this accelerator, scaled by --steps-factor."""
+    return max(int(steps * args.steps_factor * (GPU_STEPS if accelerator == "gpu" else 1)), 2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -282,7 +291,7 @@ def main() -> None:
         overrides, steps = CASES[args.cases]
         device = [f"trainer.accelerator={accelerators[0]}", "trainer.devices=1"]
         with tempfile.TemporaryDirectory() as tmp:
-            times = fairness_jobs([*COMMON, *overrides, *device, *args.extra], max(int(steps * args.steps_factor), 2),
+            times = fairness_jobs([*COMMON, *overrides, *device, *args.extra], case_steps(steps, accelerators[0], args),
                                   args.fairness_child, Path(tmp))  # fmt: skip
         print(json.dumps(times))
         return
@@ -301,7 +310,7 @@ def main() -> None:
         for accelerator, precision in devices:
             for case in args.cases.split(","):
                 overrides, steps = CASES[case]
-                steps = max(int(steps * args.steps_factor), 2)
+                steps = case_steps(steps, accelerator, args)
                 device = [
                     f"trainer.accelerator={accelerator}",
                     "trainer.devices=1",
