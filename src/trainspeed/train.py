@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -108,7 +109,7 @@ def _job_failed(err: Exception, cfg: DictConfig) -> None:
     return None
 
 
-def cli() -> None:
+def cli() -> NoReturn:
     """The console entry point: `resume=RUN_DIR` expands to that run's overrides and folder before Hydra parses;
     a finished run is left untouched (Hydra would rewrite its .hydra/ files). The process ends without the
     interpreter's module teardown (trainspeed.process_exit: about 1.2 s with torch loaded)."""
