@@ -150,6 +150,29 @@ def test_gradual_keeps_the_backbone_until_its_epoch_then_trains_it(pretrained, t
     assert lrs == {"head": 1e-3, "backbone": 5e-4}
 
 
+def test_full_finetuning_splits_head_and_backbone_into_decay_and_no_decay_groups(pretrained, tmp_path):
+    cfg = config(tmp_path, f"model.weights={pretrained[0]}", "finetune=full", "finetune.backbone_lr_factor=0.5",
+                 "optimizer=adamw", "optimizer.lr=1e-3", "optimizer.weight_decay=0.1")  # fmt: skip
+    network, weights = build_network(cfg, SHAPE, 5)
+    plan = plan_finetune(cfg.finetune, network, weights)
+    plan.no_weight_decay = {"layer1.*"}  # what a timm model's no_weight_decay() names
+    groups = {g["name"]: g for g in plan.param_groups(cfg.optimizer)}
+    names = {id(p): n for n, p in network.named_parameters()}
+    members = {label: {names[id(p)] for p in g["params"]} for label, g in groups.items()}
+    assert [(label, g["lr"], g["weight_decay"]) for label, g in groups.items()] == [
+        ("head", 1e-3, 0.1), ("head/no_decay", 1e-3, 0.0), ("backbone", 5e-4, 0.1), ("backbone/no_decay", 5e-4, 0.0)
+    ]  # fmt: skip
+    assert members["head"] == {"fc.weight"} and members["head/no_decay"] == {"fc.bias"}
+    decayed = members["backbone"]
+    assert decayed and all(network.get_parameter(n).ndim > 1 and not n.startswith("layer1.") for n in decayed)
+    kept_out = members["backbone/no_decay"]
+    assert {n for n in kept_out if n.startswith("layer1.")} == {
+        n for n, _ in network.named_parameters() if n.startswith("layer1.")
+    }
+    assert all(network.get_parameter(n).ndim <= 1 for n in kept_out if not n.startswith("layer1."))
+    assert decayed | kept_out == {n for n in names.values() if not n.startswith("fc.")}
+
+
 def test_initializer_sets_the_new_head_and_never_the_pretrained_backbone(pretrained, tmp_path):
     file = load_file(pretrained[0])
     network, _ = build_network(

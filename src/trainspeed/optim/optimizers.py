@@ -8,6 +8,7 @@ all: importing any part of timm imports all of it, about 1 s of every run's star
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,9 +49,8 @@ TORCH_OPTIMIZERS = {
 def _info(name: str) -> TorchOptimizer | Any:
     if name in TORCH_OPTIMIZERS:
         return TORCH_OPTIMIZERS[name]
-    from timm.optim._optim_factory import (
-        default_registry,
-    )  # timm (~1 s to import) for its own optimizers only
+    # timm (~1 s to import) for its own optimizers only
+    from timm.optim._optim_factory import default_registry
 
     return default_registry.get_optimizer_info(name)
 
@@ -123,15 +123,29 @@ def torch_optimizer(
     return info.cls(params, **args)
 
 
-def weight_decay_groups(model: nn.Module, weight_decay: float, exclude_1d: bool) -> list[dict[str, Any]]:
-    """timm's param_groups_weight_decay: trainable parameters without weight decay (all of them when it is 0;
-    else 1-d tensors and biases when `exclude_1d`), then those with it; empty groups left out."""
+def split_for_weight_decay(
+    named_params: Iterable[tuple[str, torch.Tensor]],
+    weight_decay: float,
+    exclude_1d: bool,
+    excluded_names: Iterable[str] = (),
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """timm's rule, as (decay, no_decay): no parameter decays when weight_decay is 0; else 1-d tensors and biases
+    are kept out when `exclude_1d`, and so are the names matching a pattern of `excluded_names` (fnmatch)."""
+    patterns = list(excluded_names)
     decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        excluded = exclude_1d and (param.ndim <= 1 or name.endswith(".bias"))
+    for name, param in named_params:
+        excluded = (exclude_1d and (param.ndim <= 1 or name.endswith(".bias"))) or any(
+            fnmatch.fnmatch(name, pattern) for pattern in patterns
+        )
         (no_decay if not weight_decay or excluded else decay).append(param)
+    return decay, no_decay
+
+
+def weight_decay_groups(model: nn.Module, weight_decay: float, exclude_1d: bool) -> list[dict[str, Any]]:
+    """timm's param_groups_weight_decay: the model's trainable parameters without weight decay, then those with
+    it (split_for_weight_decay); empty groups left out."""
+    trainable = ((name, param) for name, param in model.named_parameters() if param.requires_grad)
+    decay, no_decay = split_for_weight_decay(trainable, weight_decay, exclude_1d)
     groups = []
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})

@@ -231,9 +231,8 @@ class Classifier(pl.LightningModule):
         accuracy = (torch.cat(self._window_logits).argmax(dim=1) == targets).sum() / targets.shape[0]
         lr = float(trainer.optimizers[0].param_groups[0]["lr"])
         self._window_loss, self._window_logits, self._window_targets = [], [], []
-        loss_value, accuracy_value = torch.stack(
-            [loss.float(), accuracy.float()]
-        ).tolist()  # one host sync per window
+        # one host sync per window
+        loss_value, accuracy_value = torch.stack([loss.float(), accuracy.float()]).tolist()
         trainer.callback_metrics.update(
             {"train/loss": loss, "train/acc": accuracy, "lr": torch.tensor(lr, device=loss.device)}
         )

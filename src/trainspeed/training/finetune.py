@@ -18,7 +18,6 @@ tensors get no gradient before the unfreeze epoch, and optimizers skip parameter
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +28,7 @@ from omegaconf import DictConfig
 
 from trainspeed.errors import ConfigError
 from trainspeed.model.pretrained import LoadedWeights
+from trainspeed.optim.optimizers import optimizer_kwargs, split_for_weight_decay
 from trainspeed.options import NEEDS_WEIGHTS
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,6 @@ class FinetunePlan:
     def param_groups(self, optimizer_cfg: DictConfig) -> list[dict[str, Any]]:
         """Parameter groups for the optimizer: the head at optimizer.lr first, then the backbone at lr x factor
         (none for linear_probe); each split into weight-decay / no-decay groups the way timm splits a model."""
-        from trainspeed.optim.optimizers import optimizer_kwargs  # timm's optimizer factory: ~1 s to import
-
         kwargs = optimizer_kwargs(optimizer_cfg)
         lr, weight_decay, exclude_1d = kwargs["lr"], kwargs["weight_decay"], kwargs["filter_bias_and_bn"]
         parts = [("head", self.head, lr)]
@@ -81,12 +79,7 @@ class FinetunePlan:
             parts.append(("backbone", self.backbone, lr * self.backbone_lr_factor))
         groups = []
         for label, params, group_lr in parts:
-            decay, no_decay = [], []
-            for name, param in params:
-                skip = (exclude_1d and (param.ndim <= 1 or name.endswith(".bias"))) or any(
-                    fnmatch.fnmatch(name, pattern) for pattern in self.no_weight_decay
-                )
-                (no_decay if skip or not weight_decay else decay).append(param)
+            decay, no_decay = split_for_weight_decay(params, weight_decay, exclude_1d, self.no_weight_decay)
             if decay:
                 groups.append({"params": decay, "lr": group_lr, "weight_decay": weight_decay, "name": label})
             if no_decay:
