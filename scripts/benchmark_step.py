@@ -1,6 +1,7 @@
 """How fast is a trainspeed training step next to a hand-written PyTorch loop? Measured in one process.
 
-    .venv/bin/python scripts/benchmark_step.py [--repeats 5] [--cases mlp,cnn,resnet18] [--threads N] [--accelerators cpu,gpu] [--quick]
+    .venv/bin/python scripts/benchmark_step.py [--repeats 5] [--cases mlp,cnn,resnet18] [--threads N]
+        [--accelerators cpu,gpu] [--fairness PROCESSES] [--quick]
 
 For each case the same network (built by trainspeed's builders from the same seed) trains on the same data for the
 same number of optimizer steps, three ways:
@@ -281,9 +282,15 @@ def main() -> None:
     for name in ("pytorch_lightning", "lightning", "lightning_fabric", "trainspeed"):
         logging.getLogger(name).setLevel(logging.ERROR)
     accelerators = args.accelerators.split(",")
+    precisions = {"cpu": ["32-true"], "gpu": ["32-true", "bf16-mixed"]}
+    unknown = [a for a in accelerators if a not in precisions]
+    if unknown:
+        parser.error(f"--accelerators {args.accelerators}: unknown {unknown}; accepted: cpu, gpu")
+    unknown = [c for c in args.cases.split(",") if c not in CASES]
+    if unknown:
+        parser.error(f"--cases {args.cases}: unknown {unknown}; accepted: {', '.join(CASES)}")
     if "gpu" in accelerators and not torch.cuda.is_available():
         parser.error("--accelerators gpu: no GPU is available to torch here")
-    precisions = {"cpu": ["32-true"], "gpu": ["32-true", "bf16-mixed"]}
     devices = [
         (accelerator, precision) for accelerator in accelerators for precision in precisions[accelerator]
     ]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import FAST, run_cli, run_script
+from conftest import FAST, REPO, run_cli, run_script
 
 
 @pytest.mark.slow
@@ -40,3 +42,20 @@ def test_compilation_is_recorded_apart_and_charged_on_request(tmp_path):
     assert charged["train_seconds"] >= charged["compile_seconds"]
     # the partial last batch (1257 = 19 x 64 + 41) was compiled before the clock started: no recompilation
     assert "during training" not in (tmp_path / "apart" / "train.log").read_text()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "accepted"),
+    [
+        ("--accelerators", "cpu,tpu", "accepted: cpu, gpu"),
+        ("--cases", "mlp,vit", "accepted: mlp, cnn, resnet18"),
+    ],
+)
+def test_the_benchmark_refuses_an_unknown_case_or_accelerator_in_one_line(tmp_path, option, value, accepted):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "benchmark_step.py"), option, value],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2
+    message = result.stderr.strip().splitlines()[-1]
+    assert f"{option} {value}: unknown" in message and accepted in message, result.stderr
