@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import statistics
 import subprocess
@@ -58,14 +59,18 @@ CASES = {  # name: (overrides, optimizer steps)
     "resnet18": ([*SYNTHETIC, "model=timm", "model.name=resnet18"], 30),
 }
 # a GPU step is 10-100x shorter than a CPU step: its cases run this many times the steps, so that each timed run
-# lasts long enough (0.5-4 s on an H100) for one host hiccup not to move the figure
-GPU_STEPS = 3
+# lasts long enough (0.4-2.5 s on an H100) for one host hiccup not to move the figure much, while 6 rounds of every
+# GPU case (5 for an interval, one untimed) still fit in scripts/gpu_checks.sh's 7 minutes
+GPU_STEPS = 2
 LEAN = [
     "logger=none",
     "callbacks=none",
     "trainer.enable_progress_bar=false",
     "trainer.enable_checkpointing=false",
 ]
+# the speed goals, relative to the plain loop: (b) lean and (c) defaults
+GOALS = {"a/b": 0.95, "a/c": 0.90}
+MIN_COVERAGE = 0.9  # an interval that covers the median less often than this decides no goal
 COMMON = ["run_test=false", "seed=0", "target.value=0.999", "trainer.max_epochs=-1", "optimizer=adam"]
 
 
@@ -187,17 +192,46 @@ def trainspeed_run(overrides: list[str], steps: int, folder: Path) -> float:
     return summary.train_seconds / summary.steps
 
 
-def measure(fns: list, repeats: int) -> tuple[list[tuple[float, float, float]], list[float]]:
-    """Each fn once untimed (first-call costs of its configuration), then `repeats` rounds of all of them in turn,
-    so that a drift in the machine's speed touches every variant alike. Returns (median, min, max) per fn and, per
-    fn, the median over rounds of the first fn's time over its own (paired ratios)."""
+def measure(fns: list, repeats: int) -> tuple[list[tuple[float, float, float]], list[list[float]]]:
+    """Each fn once untimed (first-call costs of its configuration), then `repeats` rounds of all of them, in turn
+    and in alternating order (a b c, c b a, ...), so that a drift in the machine's speed touches every variant
+    alike. Returns (median, min, max) per fn and, per fn, the first fn's time over its own in each round (the
+    paired ratios)."""
     for fn in fns:
         fn()
-    rounds = [[fn() for fn in fns] for _ in range(repeats)]
+    rounds = []
+    for r in range(repeats):
+        order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
+        times = {i: fns[i]() for i in order}
+        rounds.append([times[i] for i in range(len(fns))])
     columns = list(zip(*rounds, strict=True))
     stats = [(statistics.median(c), min(c), max(c)) for c in columns]
-    ratios = [statistics.median(r[0] / r[i] for r in rounds) for i in range(len(fns))]
+    ratios = [[r[0] / r[i] for r in rounds] for i in range(len(fns))]
     return stats, ratios
+
+
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """(low, high, coverage): the narrowest interval between order statistics, [x(k), x(n+1-k)], that covers the
+    median of the values' distribution with at least `confidence`; with too few values for that, [min, max] and
+    its lower coverage. Distribution-free (the number of values below the median is Binomial(n, 1/2)), so it
+    holds for the skewed timing noise of a shared machine, where a bootstrap of 5-9 rounds would be optimistic."""
+    xs, n = sorted(values), len(values)
+
+    def coverage(k: int) -> float:
+        return 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2**n
+
+    k = 1
+    while k < n // 2 and coverage(k + 1) >= confidence:
+        k += 1
+    return xs[k - 1], xs[n - k], coverage(k)
+
+
+def verdict(low: float, high: float, coverage: float, goal: float) -> str:
+    """met: the median's whole interval is at or above the goal; missed: all of it below; else undecided. Fewer
+    than 5 rounds give no interval worth the name (4 rounds: 87.5 % coverage)."""
+    if coverage < MIN_COVERAGE:
+        return "too few rounds"
+    return "met" if low >= goal else "missed" if high < goal else "undecided"
 
 
 def fairness_jobs(overrides: list[str], steps: int, jobs: int, folder: Path) -> list[float]:
@@ -218,16 +252,15 @@ def warm_up_fairness(args: argparse.Namespace, accelerator: str, processes: int,
         *(["--threads", str(args.threads)] if args.threads else []),
     ]
     command += ["--timer", args.timer, "--extra", *args.extra]
-    firsts, laters = [], []
+    ratios = []
     for _ in range(processes):
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         times = json.loads(next(line for line in reversed(done.stdout.splitlines()) if line.startswith("[")))
-        firsts.append(times[0])
-        laters.append(statistics.median(times[1:]))
-    first, later = statistics.median(firsts), statistics.median(laters)
+        ratios.append(times[0] / statistics.median(times[1:]))
+    each = ", ".join(f"{r:.2f}" for r in ratios)
     print(
-        f"warm-up fairness, {accelerator} ({processes} fresh processes x {jobs} identical jobs): first job {first * 1e3:.3f} "
-        f"ms/step, later jobs {later * 1e3:.3f} (medians), first/later {first / later:.2f}",
+        f"warm-up fairness, {accelerator} ({processes} fresh processes x {jobs} identical jobs): first job over the "
+        f"median later job, median over processes {statistics.median(ratios):.2f} (each: {each})",
         flush=True,
     )
 
@@ -307,7 +340,8 @@ def main() -> None:
         f"median of {args.repeats} (min-max)"
     )
     header = (
-        f"{'case':22s} {'steps':>5s} {'(a) plain':>20s} {'(b) lean':>20s} {'(c) default':>20s}  a/b   a/c"
+        f"{'case':22s} {'steps':>5s} {'(a) plain':>20s} {'(b) lean':>20s} {'(c) default':>20s}  "
+        f"{'a/b [interval] goal':27s}  a/c [interval] goal"
     )
     if args.fairness:
         for accelerator in accelerators:
@@ -335,7 +369,11 @@ def main() -> None:
                 )
                 label = f"{case} {accelerator}" + (" bf16" if precision.startswith("bf16") else "")
                 cells = " ".join(f"{m * 1e3:7.3f} ({lo * 1e3:.3f}-{hi * 1e3:.3f})" for m, lo, hi in stats)
-                print(f"{label:22s} {steps:5d} {cells}  {ratios[1]:.2f}  {ratios[2]:.2f}", flush=True)
+                judged = []
+                for (name, goal), paired in zip(GOALS.items(), ratios[1:], strict=True):
+                    low, high, coverage = median_interval(paired)
+                    judged.append(f"{statistics.median(paired):.2f} [{low:.2f}-{high:.2f}] {verdict(low, high, coverage, goal)}")
+                print(f"{label:22s} {steps:5d} {cells}  {'  '.join(judged)}", flush=True)
                 for kind, readings in EVENT_READINGS.items():
                     if readings:
                         readings.sort()
@@ -346,9 +384,13 @@ def main() -> None:
                             flush=True,
                         )
                         readings.clear()
+    low, high, coverage = median_interval([1.0] * args.repeats)
     print(
         "ms/step; a/b and a/c: the plain loop's step time over trainspeed's (speed relative to the plain loop),\n"
-        "the median over rounds of the ratio within a round (a, b and c run in turn in each round)"
+        "the median over rounds of the ratio within a round (a, b and c run in turn in each round), with the\n"
+        f"distribution-free interval of that median ({coverage:.1%} coverage at {args.repeats} rounds) and the\n"
+        f"goal's verdict: a/b >= {GOALS['a/b']:.2f}, a/c >= {GOALS['a/c']:.2f} met (whole interval at or above), "
+        "missed (all below) or undecided\n(more rounds needed; at least 5 rounds for a verdict)"
     )
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
+from pytorch_lightning.plugins.precision import MixedPrecision
 
 from trainspeed.data import build_datamodule
 from trainspeed.data.index_loader import IndexBatchLoader
@@ -33,8 +35,15 @@ BASE = [
 ]
 
 
-def _train(cfg, ckpt_path: Path | None = None) -> dict:
-    """What run_job does up to fit, keeping the objects a test needs to look at."""
+def _fp16_with_scaler(trainer: pl.Trainer) -> None:
+    """16-mixed with its gradient scaler, on the CPU: Lightning's own MixedPrecision plugin, set directly (its
+    `precision="16-mixed"` flag turns into bf16-mixed on a CPU, which has no scaler)."""
+    trainer.strategy.precision_plugin = MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu"))
+
+
+def _train(cfg, ckpt_path: Path | None = None, plugin=None) -> dict:
+    """What run_job does up to fit, keeping the objects a test needs to look at; `plugin(trainer)` may change
+    the trainer before fit."""
     torch.manual_seed(cfg.seed)
     datamodule = build_datamodule(cfg.data, cfg.seed)
     network, _ = build_network(cfg, datamodule.input_shape, datamodule.num_classes)
@@ -45,6 +54,8 @@ def _train(cfg, ckpt_path: Path | None = None) -> dict:
     parts = build_trainer(cfg)
     lrs: list[float] = []
     module.configure_optimizers = _recording(module.configure_optimizers, lrs)
+    if plugin is not None:
+        plugin(parts.trainer)
     parts.trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     with open(Path(cfg.trainer.default_root_dir) / "metrics.csv") as file:
         rows = list(csv.DictReader(file))
@@ -172,6 +183,46 @@ def test_resuming_at_a_checkpoint_continues_exactly(make_config, step):
     assert resumed["lrs"] == whole["lrs"][step:]
 
 
+def _reference_fp16_loop(cfg, steps: int, clip: float) -> list[torch.Tensor]:
+    """PyTorch's own recipe for clipping under a gradient scaler: scale, backward, unscale_, clip, step, update
+    (same network, data order and optimizer as the trainspeed run)."""
+    torch.manual_seed(cfg.seed)
+    datamodule = build_datamodule(cfg.data, cfg.seed)
+    network, _ = build_network(cfg, datamodule.input_shape, datamodule.num_classes)
+    optimizer = torch.optim.SGD(network.parameters(), lr=cfg.optimizer.lr, momentum=cfg.optimizer.momentum)
+    scaler = torch.amp.GradScaler("cpu")
+    loader = IndexBatchLoader(*datamodule.splits.train, int(cfg.data.batch_size), shuffle=True, seed=cfg.seed)
+    network.train()
+    for _, (x, y) in zip(range(steps), loader, strict=False):
+        with torch.autocast("cpu", dtype=torch.float16, cache_enabled=False):
+            loss = F.cross_entropy(network(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(network.parameters(), clip)
+        scaler.step(optimizer)
+        scaler.update()
+    return [p.detach() for p in network.parameters()]
+
+
+@pytest.mark.parametrize("steps_per_iteration", [1, 16])
+def test_clipping_under_a_gradient_scaler_clips_the_unscaled_gradients(make_config, steps_per_iteration):
+    """16-mixed: Lightning's manual-optimization recipe clips the gradients while the scaler still has them
+    multiplied by 65536, which shrinks every clipped step 65536 times. The step must clip them unscaled."""
+    clip, steps = 0.05, 12
+    run = [*BASE, "optimizer=momentum", "trainer.max_epochs=-1", f"trainer.max_steps={steps}"]
+    cfg = make_config(
+        *run, f"trainer.gradient_clip_val={clip}", f"trainer.steps_per_iteration={steps_per_iteration}"
+    )
+    trained = _train(cfg, plugin=_fp16_with_scaler)
+    reference = _reference_fp16_loop(cfg, steps, clip)
+    unclipped = _reference_fp16_loop(cfg, steps, clip=float("inf"))
+    assert trained["global_step"] == steps
+    for a, b, c in zip(trained["params"], reference, unclipped, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(b, c, rtol=1e-3, atol=1e-4)  # the clipping mattered
+
+
 DDP_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
@@ -222,12 +273,14 @@ def test_ddp_averages_gradients_every_step(tmp_path):
 
 class _WarmUpAgain(pl.Callback):
     """At the end of the first epoch (Adam state and batch-norm statistics no longer at their start), runs the
-    module's warm-up once more and keeps what it may have touched, before and after."""
+    module's warm-up once more and keeps what it may have touched, before and after, and the autocast dtype its
+    forward passes ran under."""
 
     def __init__(self) -> None:
         self.before: dict | None = None
         self.after: dict | None = None
         self.hook_calls = 0
+        self.autocast: set = set()
 
     def on_train_start(self, trainer, pl_module) -> None:
         trainer.optimizers[0].register_step_pre_hook(
@@ -237,37 +290,73 @@ class _WarmUpAgain(pl.Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self.before is None:
             self.before = _state(trainer, pl_module)
+            handle = pl_module.network.register_forward_pre_hook(
+                lambda *_: self.autocast.add(_autocast_dtype())
+            )
             pl_module.warm_up(trainer.train_dataloader.shapes())
+            handle.remove()
             self.after = _state(trainer, pl_module)
 
 
+def _autocast_dtype() -> torch.dtype | None:
+    return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+
+
 def _state(trainer, module) -> dict:
+    scaler = getattr(trainer.precision_plugin, "scaler", None)
     return {
         "tensors": [t.detach().clone() for t in [*module.network.parameters(), *module.network.buffers()]],
         "optimizer": copy.deepcopy(trainer.optimizers[0].state_dict()),
         "rng": torch.get_rng_state(),
         "grads": [p.grad for p in module.network.parameters()],
+        "scaler": scaler.state_dict() if scaler is not None else None,
     }
 
 
-def test_warm_up_leaves_no_trace(make_config):
-    cfg = make_config(*BASE, "trainer.max_epochs=2", "normalization=batchnorm", "optimizer=adam")
+PRECISIONS = {  # name: (overrides, change to the trainer, the autocast dtype training and warm-up run under)
+    "32-true": ([], None, None),
+    "bf16-mixed": (["trainer.precision=bf16-mixed"], None, torch.bfloat16),
+    "16-mixed with its scaler, clipping, accumulation": (
+        ["trainer.gradient_clip_val=0.05", "trainer.accumulate_grad_batches=2"],
+        _fp16_with_scaler,
+        torch.float16,
+    ),
+}
+
+
+@pytest.mark.parametrize("precision", PRECISIONS.values(), ids=PRECISIONS.keys())
+def test_warm_up_runs_the_training_step_and_leaves_no_trace(make_config, precision):
+    """The warm-up runs the step's own code (so its kernels are the ones training runs), under the same autocast,
+    and restores everything it touched."""
+    overrides, change, dtype = precision
+    cfg = make_config(*BASE, "trainer.max_epochs=2", "normalization=batchnorm", "optimizer=adam", *overrides)
     datamodule = build_datamodule(cfg.data, cfg.seed)
     network, _ = build_network(cfg, datamodule.input_shape, datamodule.num_classes)
-    module = Classifier(network, cfg.optimizer, cfg.scheduler, datamodule.num_classes)
+    steps = {key: cfg.trainer[key] for key in STEP_KEYS if cfg.trainer.get(key) is not None}
+    module = Classifier(network, cfg.optimizer, cfg.scheduler, datamodule.num_classes, **steps)
     probe = _WarmUpAgain()
     parts = build_trainer(cfg)
     parts.trainer.callbacks.append(probe)
+    if change is not None:
+        change(parts.trainer)
+    trained_under: set = set()
+    network.register_forward_pre_hook(
+        lambda m, _: trained_under.add(_autocast_dtype()) if m.training and probe.before is None else None
+    )
     parts.trainer.fit(module, datamodule=datamodule)
     before, after = probe.before, probe.after
     assert any(isinstance(m, torch.nn.BatchNorm1d) for m in network.modules())
     assert before["optimizer"]["state"]  # Adam's moments exist: the warm-up's step had something to disturb
+    assert trained_under == {dtype} and probe.autocast == {dtype}
     for a, b in zip(before["tensors"], after["tensors"], strict=True):
         assert torch.equal(a, b)
     for key, state in before["optimizer"]["state"].items():
         for name, value in state.items():
             assert torch.equal(value, after["optimizer"]["state"][key][name]), name
     assert torch.equal(before["rng"], after["rng"])
+    assert before["scaler"] == after["scaler"]
+    if change is not None:
+        assert before["scaler"]["_growth_tracker"] > 0  # the scaler's state had moved: restoring it is seen
     assert all(g is None for g in after["grads"])
     assert probe.hook_calls == parts.trainer.global_step  # the warm-up steps were not seen by the step hooks
 

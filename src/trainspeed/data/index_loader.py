@@ -93,11 +93,13 @@ class IndexBatchLoader:
         return done, resume.get("groups_done", done)
 
     def shapes(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """One batch of each size an epoch has (the full one and a partial last one), for warm-up."""
+        """One batch of each size an epoch has (the full one and a partial last one), for warm-up; gathered by
+        index as training batches are, so that the warm-up runs the gather too."""
         sizes = {min(self.batch_size, self.num_samples)}
         if self.num_samples % self.batch_size and not self.drop_last:
             sizes.add(self.num_samples % self.batch_size)
-        return [(self.x[:size], self.y[:size]) for size in sorted(sizes, reverse=True)]
+        order = torch.arange(max(sizes), device=self.x.device)
+        return [self._batch(order[:size], 0) for size in sorted(sizes, reverse=True)]
 
     def _order(self) -> torch.Tensor:
         n = len(self.y)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from collections import OrderedDict
@@ -45,13 +46,17 @@ def optimizer_step_budget(trainer: pl.Trainer) -> int:
     return int(budget) if math.isfinite(budget) else per_epoch
 
 
-def _step_unobserved(optimizer: torch.optim.Optimizer) -> None:
-    """One optimizer step that its step hooks do not see (a warm-up step is not a training step: the diagnostics
-    and anyone counting steps by hook must not count it)."""
+def _step_unobserved(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None) -> None:
+    """One optimizer step (through the gradient scaler when there is one) that its step hooks do not see (a warm-up
+    step is not a training step: the diagnostics and anyone counting steps by hook must not count it)."""
     hooks = optimizer._optimizer_step_pre_hooks, optimizer._optimizer_step_post_hooks
     optimizer._optimizer_step_pre_hooks, optimizer._optimizer_step_post_hooks = OrderedDict(), OrderedDict()
     try:
-        optimizer.step()
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+            scaler.update()
     finally:
         optimizer._optimizer_step_pre_hooks, optimizer._optimizer_step_post_hooks = hooks
 
@@ -76,7 +81,8 @@ class Classifier(pl.LightningModule):
     - On one device without a gradient scaler, and when no callback listens to the per-step hooks (on_before_backward,
       on_after_backward, on_before_optimizer_step, on_before_zero_grad), the step calls the optimizer and backward
       directly; otherwise it goes through Lightning's optimizer wrapper and `manual_backward` (DDP's gradient
-      averaging, AMP's loss scaling and those hooks live there).
+      averaging, AMP's loss scaling and those hooks live there). Gradients are clipped before the optimizer step;
+      with a gradient scaler (16-mixed), in `on_before_optimizer_step`, just after the scaler has unscaled them.
     - Each batch's loss and logits are kept on the device and the window's mean loss and accuracy are computed
       and logged every `log_every_n_steps` optimizer steps (a `self.log` per step would cost about as much as a
       whole small step; `.item()` would force a device sync).
@@ -115,6 +121,7 @@ class Classifier(pl.LightningModule):
         self._window_logits: list[torch.Tensor] = []
         self._window_targets: list[torch.Tensor] = []
         self._direct = False
+        self._clip_after_unscale = False  # clip in on_before_optimizer_step (16-mixed), not inline
         self._clock: TrainClock | _NoClock = _NoClock()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,38 +133,61 @@ class Classifier(pl.LightningModule):
             is_overridden(hook, callback, pl.Callback)
             for callback in trainer.callbacks
             for hook in STEP_HOOKS
-        ) or any(is_overridden(hook, self, pl.LightningModule) for hook in STEP_HOOKS)
+        ) or any(is_overridden(hook, self, Classifier) for hook in STEP_HOOKS)  # a subclass's own hooks
         self._clock = find_clock(trainer) or _NoClock()
-        self._direct = (
-            isinstance(trainer.strategy, SingleDeviceStrategy)
-            and getattr(trainer.precision_plugin, "scaler", None) is None
-            and not listened
-        )
+        scaled = getattr(trainer.precision_plugin, "scaler", None) is not None  # 16-mixed
+        self._direct = isinstance(trainer.strategy, SingleDeviceStrategy) and not scaled and not listened
+        # a gradient scaler unscales inside the wrapped step, just before on_before_optimizer_step: clip there.
+        # Otherwise clip inline, before the step, so that the optimizer's step pre-hooks (the diagnostics) see the
+        # clipped gradients (Lightning's plain precision runs on_before_optimizer_step after them, in the closure)
+        self._clip_after_unscale = scaled
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Lightning calls this inside the wrapped optimizer step, after its gradient scaler (16-mixed) unscaled
+        the gradients: clipping the scaled gradients in the training step would clip them `scale` (65536) times
+        too hard, the flaw of Lightning's own manual-optimization recipe (pytorch-lightning issue 18089)."""
+        if self._clip_after_unscale and self.clip_val is not None and not self.automatic_optimization:
+            self.clip_gradients(optimizer, self.clip_val, self.clip_algorithm)
 
     def warm_up(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        """Forward and backward once per batch shape, then one optimizer step, leaving no trace: parameters,
-        optimizer state, random generators, buffers (batch-norm statistics) and gradients are as before. First-call
-        costs (kernel selection, allocator growth, the optimizer's first update, lazy initialization, torch.compile)
-        are then paid here, outside the training clock, by every job alike."""
-        optimizers = self.trainer.optimizers if self._trainer is not None else []
-        optimizer = optimizers[0] if optimizers else None
+        """One training step over one batch of each shape, through the code the training clock times, leaving no
+        trace: parameters, optimizer state, the gradient scaler, random generators, buffers (batch-norm statistics)
+        and gradients are as before. First-call costs (kernel selection and loading, allocator growth, the
+        optimizer's first update, lazy initialization, torch.compile) are then paid here, outside the clock, by
+        every job alike. So the step runs as training runs it: under the precision plugin's autocast (bf16 and fp16
+        kernels, and the graph torch.compile traces), with the accumulation's loss scaling, the gradient scaler
+        and clipping."""
+        trainer = self._trainer
+        optimizer = trainer.optimizers[0] if trainer is not None and trainer.optimizers else None
+        precision = trainer.precision_plugin if trainer is not None else None
+        scaler = getattr(precision, "scaler", None) if optimizer is not None else None
         saved_state = copy.deepcopy(optimizer.state_dict()) if optimizer is not None else None
+        saved_scaler = scaler.state_dict() if scaler is not None else None
         # what the optimizer step changes (parameters), or the forward pass (buffers)
         changed = (
             [*self.network.parameters(), *self.network.buffers()] if optimizer else [*self.network.buffers()]
         )
         saved = [tensor.detach().clone() for tensor in changed]
         devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        context = precision.train_step_context() if precision is not None else contextlib.nullcontext()
+        with torch.random.fork_rng(devices=devices), context:
             for x, y in batches:
-                F.cross_entropy(self.network(x), y).backward()
+                loss = F.cross_entropy(self.network(x), y)
+                loss = loss / self.accumulate if self.accumulate > 1 else loss
+                (scaler.scale(loss) if scaler is not None else loss).backward()
             if optimizer is not None:
-                _step_unobserved(optimizer)
+                if self.clip_val is not None:
+                    if scaler is not None:
+                        scaler.unscale_(optimizer)
+                    self.clip_gradients(optimizer, self.clip_val, self.clip_algorithm)
+                _step_unobserved(optimizer, scaler)
         with torch.no_grad():
             for tensor, before in zip(changed, saved, strict=True):
                 tensor.copy_(before)
         if optimizer is not None:
             optimizer.load_state_dict(saved_state)
+        if scaler is not None:
+            scaler.load_state_dict(saved_scaler)
         self.network.zero_grad(set_to_none=True)
 
     def training_step(self, batch: StepGroup | tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -178,7 +208,7 @@ class Classifier(pl.LightningModule):
                     scaled.backward()
                 else:
                     self.manual_backward(scaled)
-            if self.clip_val is not None:
+            if self.clip_val is not None and not self._clip_after_unscale:
                 self.clip_gradients(optimizer, self.clip_val, self.clip_algorithm)
             optimizer.step()
             if self._direct:  # the wrapper counts its own steps; a direct step is counted here
