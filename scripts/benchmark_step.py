@@ -370,9 +370,11 @@ def main() -> None:
                 label = f"{case} {accelerator}" + (" bf16" if precision.startswith("bf16") else "")
                 cells = " ".join(f"{m * 1e3:7.3f} ({lo * 1e3:.3f}-{hi * 1e3:.3f})" for m, lo, hi in stats)
                 judged = []
-                for (name, goal), paired in zip(GOALS.items(), ratios[1:], strict=True):
+                for goal, paired in zip(GOALS.values(), ratios[1:], strict=True):
                     low, high, coverage = median_interval(paired)
-                    judged.append(f"{statistics.median(paired):.2f} [{low:.2f}-{high:.2f}] {verdict(low, high, coverage, goal)}")
+                    judged.append(
+                        f"{statistics.median(paired):.2f} [{low:.2f}-{high:.2f}] {verdict(low, high, coverage, goal)}"
+                    )
                 print(f"{label:22s} {steps:5d} {cells}  {'  '.join(judged)}", flush=True)
                 for kind, readings in EVENT_READINGS.items():
                     if readings:
