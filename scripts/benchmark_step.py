@@ -59,8 +59,9 @@ CASES = {  # name: (overrides, optimizer steps)
     "resnet18": ([*SYNTHETIC, "model=timm", "model.name=resnet18"], 30),
 }
 # a GPU step is 10-100x shorter than a CPU step: its cases run this many times the steps, so that each timed run
-# lasts long enough (0.4-2.5 s on an H100) for one host hiccup not to move the figure much, while 6 rounds of every
-# GPU case (5 for an interval, one untimed) still fit in scripts/gpu_checks.sh's 7 minutes
+# lasts long enough (0.6-2.6 s on an H100, by its step times at batch 64) for one host hiccup not to move the figure
+# much, while 6 rounds of every GPU case (5 for an interval, one untimed) should still fit the 7 minutes that
+# scripts/gpu_checks.sh gives the benchmark (estimated from an H100 run at 3 rounds; not yet timed)
 GPU_STEPS = 2
 LEAN = [
     "logger=none",

@@ -223,6 +223,43 @@ def test_clipping_under_a_gradient_scaler_clips_the_unscaled_gradients(make_conf
         assert not torch.allclose(b, c, rtol=1e-3, atol=1e-4)  # the clipping mattered
 
 
+class _ListensToBackward(pl.Callback):
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        pass
+
+
+class _SubclassWithStepHook(Classifier):
+    def on_before_zero_grad(self, optimizer) -> None:
+        pass
+
+
+PATHS = {  # name: (module class, extra callback, change to the trainer, whether the step is direct)
+    "one device, 32-true: direct": (Classifier, None, None, True),
+    "a callback listens to a step hook": (Classifier, _ListensToBackward(), None, False),
+    "a subclass overrides a step hook": (_SubclassWithStepHook, None, None, False),
+    "a gradient scaler": (Classifier, None, _fp16_with_scaler, False),
+}
+
+
+@pytest.mark.parametrize("path", PATHS.values(), ids=PATHS.keys())
+def test_the_step_calls_the_optimizer_directly_unless_the_wrapper_has_work(make_config, path):
+    """Classifier's own on_before_optimizer_step (clipping after a scaler) must not count as a listener: the plain
+    case keeps the direct step."""
+    module_class, callback, change, direct = path
+    cfg = make_config(*BASE, "trainer.max_epochs=-1", "trainer.max_steps=3")
+    datamodule = build_datamodule(cfg.data, cfg.seed)
+    network, _ = build_network(cfg, datamodule.input_shape, datamodule.num_classes)
+    module = module_class(network, cfg.optimizer, cfg.scheduler, datamodule.num_classes)
+    parts = build_trainer(cfg)
+    if callback is not None:
+        parts.trainer.callbacks.append(callback)
+    if change is not None:
+        change(parts.trainer)
+    parts.trainer.fit(module, datamodule=datamodule)
+    assert module._direct is direct
+    assert parts.trainer.global_step == 3
+
+
 DDP_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
