@@ -302,19 +302,9 @@ def main() -> None:
         help="comma-separated: cpu, gpu (gpu runs fp32 and bf16-mixed; default: gpu too when one is present)",
     )
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if (
-        args.timer == "thread"
-    ):  # both the plain loop and trainspeed's clock read train_clock.time.perf_counter
-        train_clock.time = SimpleNamespace(perf_counter=time.thread_time)
     if args.quick:
         args.cases, args.repeats, args.steps_factor = "mlp", 1, 20 / CASES["mlp"][1]
         args.fairness = min(args.fairness, 1)
-    quiet_library_noise()
-    warnings.filterwarnings("ignore")
-    for name in ("pytorch_lightning", "lightning", "lightning_fabric", "trainspeed"):
-        logging.getLogger(name).setLevel(logging.ERROR)
     accelerators = args.accelerators.split(",")
     precisions = {"cpu": ["32-true"], "gpu": ["32-true", "bf16-mixed"]}
     unknown = [a for a in accelerators if a not in precisions]
@@ -325,6 +315,17 @@ def main() -> None:
         parser.error(f"--cases {args.cases}: unknown {unknown}; accepted: {', '.join(CASES)}")
     if "gpu" in accelerators and not torch.cuda.is_available():
         parser.error("--accelerators gpu: no GPU is available to torch here")
+    # refusals first: only a run that goes ahead changes the process's settings
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if (
+        args.timer == "thread"
+    ):  # both the plain loop and trainspeed's clock read train_clock.time.perf_counter
+        train_clock.time = SimpleNamespace(perf_counter=time.thread_time)
+    quiet_library_noise()
+    warnings.filterwarnings("ignore")
+    for name in ("pytorch_lightning", "lightning", "lightning_fabric", "trainspeed"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     devices = [
         (accelerator, precision) for accelerator in accelerators for precision in precisions[accelerator]
     ]

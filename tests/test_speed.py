@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -103,8 +105,11 @@ def test_the_benchmark_refuses_an_unknown_case_or_accelerator_in_one_line(
     monkeypatch.setattr(sys, "argv", ["benchmark_step.py", option, value])
     for trains in ("measure", "warm_up_fairness"):
         monkeypatch.setattr(benchmark, trains, lambda *a, **k: pytest.fail("trained before refusing"))
+    filters, level = list(warnings.filters), logging.getLogger("trainspeed").level
     with pytest.raises(SystemExit) as exit_info:
         benchmark.main()
     assert exit_info.value.code == 2
+    # and it changed none of the process's settings (the warnings and log levels later tests rely on)
+    assert warnings.filters == filters and logging.getLogger("trainspeed").level == level
     message = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"{option} {value}: unknown" in message and accepted in message
