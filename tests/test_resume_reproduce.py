@@ -288,3 +288,16 @@ def test_reproduce_of_an_unreadable_record_says_so_in_one_line(tmp_path):
     result = run_cli(["trainspeed.reproduce", str(run)], cwd=tmp_path)
     assert result.returncode == 2
     assert result.stdout.strip().count("\n") == 0 and "summary.json is truncated" in result.stdout
+
+
+def test_a_changed_sweep_is_refused_in_a_folder_that_holds_other_jobs(tmp_path):
+    sweep = ["-m", *RUN, "trainer.max_steps=3", "hydra.sweep.dir=sweep"]
+    assert run_cli(["trainspeed.train", *sweep, "optimizer.lr=0.01,0.02"], cwd=tmp_path).returncode == 0
+    before = _folder_state(tmp_path / "sweep")
+    for changed in ("optimizer.lr=0.03", "optimizer.lr=0.02,0.01", "optimizer.lr=0.01,0.02 seed=4,3"):
+        result = run_cli(["trainspeed.train", *sweep, *changed.split()], cwd=tmp_path)
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert "already holds job 0" in result.stderr and "nothing was changed" in result.stderr
+        assert _folder_state(tmp_path / "sweep") == before  # no record, .hydra/, checkpoint or report touched
+    again = run_cli(["trainspeed.train", *sweep, "optimizer.lr=0.01,0.02"], cwd=tmp_path)  # the same sweep
+    assert again.returncode == 0 and again.stderr.count("skipping job") == 2

@@ -22,7 +22,7 @@ from trainspeed.report.significance import (
     bootstrap_ratio,
     compare,
 )
-from trainspeed.report.significance_text import CSV_COLUMNS, explanation
+from trainspeed.report.significance_text import CSV_COLUMNS, explanation, tied_line
 from trainspeed.report.terminal import print_ranking
 
 
@@ -134,3 +134,25 @@ def test_the_report_files_and_the_terminal_show_the_comparison(tmp_path):
     text = console.export_text()
     assert "× fastest s" in text and "slower" in text and "#3 " in text
     assert "tied with it" in text and "optimizer=nadam" in text.split("tied with it")[1]
+
+
+@pytest.mark.parametrize(
+    ("configs", "said", "not_said"),
+    [
+        ([("a=1", [1.0]), ("a=2", [3.0])], "one seed, no interval: nothing can be said: a=2", "slower"),
+        (
+            [("a=steady", [3.0, 3.0, 3.0]), ("a=flaky", [1.0, 1.1, 1.0, 1.2, 1.05, 1.1, None])],
+            "faster in median (95% CI below 1) but not reaching the target in every seed: a=flaky",
+            "slower",
+        ),
+        (
+            [("a=1", [1.0, 1.1, 1.2]), ("a=2", [1.05, 1.15, 1.1]), ("a=3", [3.0, 3.3, 3.1])],
+            "tied with it (95% bootstrap CI of the ratio of medians covers 1): a=2; "
+            "significantly slower (95% CI above 1): a=3",
+            "one seed",
+        ),
+    ],
+)
+def test_the_terminal_line_names_each_configuration_by_its_verdict(configs, said, not_said):
+    line = tied_line(compare(rank([_config(name, seconds) for name, seconds in configs])))
+    assert line.startswith("fastest in seconds: a=") and said in line and not_said not in line

@@ -409,3 +409,49 @@ def test_a_group_counts_the_samples_its_steps_fetch(accumulate):
     assert sum(group.samples for group in groups) == 103
     seen = torch.cat([yb for group in groups for step in group for _, yb in step])
     assert sorted(seen.tolist()) == list(range(103))  # every sample once
+
+
+def test_one_step_per_iteration_keeps_lightnings_batch_count(make_config):
+    """Validation at a fraction of an epoch runs one step per iteration; the epoch keeps its finite length, so the
+    progress bar's time estimate works and time-to-target counts fractional epochs."""
+    from trainspeed.job import run_job
+
+    cfg = make_config(
+        *[o for o in BASE if o != "trainer.enable_progress_bar=false"],
+        "trainer.max_epochs=2",
+        "trainer.val_check_interval=0.5",
+        "trainer.steps_per_iteration=16",
+        "target.value=0.3",
+    )
+    summary = run_job(cfg)
+    assert summary.status == "completed" and summary.steps == 40
+    reached = summary.time_to_target
+    assert reached.steps % 10 == 0 and reached.epochs == reached.steps / 20  # 20 steps per epoch
+    assert reached.resolution_steps == 10
+
+
+@pytest.mark.parametrize(
+    ("overrides", "val_steps", "resolution"),
+    [
+        (["trainer.val_check_interval=7"], [7, 14, 27, 34, 47, 54], 13),  # counted within each epoch
+        (["trainer.val_check_interval=7", "trainer.check_val_every_n_epoch=null"], list(range(7, 61, 7)), 7),
+        (["trainer.val_check_interval=7", "trainer.check_val_every_n_epoch=2"], [27, 34], 33),
+        (["trainer.check_val_every_n_epoch=2"], [40, 80], 40),
+    ],
+)
+@pytest.mark.parametrize("steps_per_iteration", [1, 16])
+def test_resolution_is_the_longest_gap_between_validations(
+    make_config, overrides, val_steps, resolution, steps_per_iteration
+):
+    epochs = 4 if val_steps[-1] > 60 else 3
+    result = _train(
+        make_config(
+            *BASE,
+            *overrides,
+            f"trainer.max_epochs={epochs}",
+            f"trainer.steps_per_iteration={steps_per_iteration}",
+        )
+    )
+    assert [step + 1 for step in result["val_steps"]] == val_steps  # Lightning logs step N as N - 1
+    gaps = [b - a for a, b in zip([0, *val_steps], val_steps, strict=False)]
+    assert result["resolution"] == resolution >= max(gaps)

@@ -1,16 +1,19 @@
-"""Hydra callbacks for sweeps: the exit code of a sweep in which some job failed."""
+"""Hydra callbacks for sweeps: a relaunch never puts other settings over a job's record, and the exit code of a
+sweep in which some job failed."""
 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from trainspeed.record.run_folder import OVERRIDES_FILE
+from trainspeed.record.run_folder import OVERRIDES_FILE, is_placement, training_overrides
 from trainspeed.record.summary import RecordError, read_summary
+from trainspeed.sweep_console import planned_jobs
 
 log = logging.getLogger("trainspeed")
 
@@ -42,3 +45,49 @@ class ExitCodeOnFailure(Callback):
         if failed:
             log.error("%d job(s) failed: %s", len(failed), ", ".join(str(p) for p in failed))
             raise SystemExit(1)
+
+
+def _recorded_overrides(job_dir: Path) -> list[str] | None:
+    """The training overrides a job folder's run was made with (its summary's, else Hydra's saved ones)."""
+    try:
+        summary = read_summary(job_dir)
+    except RecordError:
+        summary = None
+    if summary is not None and summary.overrides is not None:
+        return list(summary.overrides)
+    return training_overrides(job_dir)
+
+
+def relaunch_conflict(config: DictConfig) -> str | None:
+    """Why this sweep must not start in its folder: a job number whose folder already holds a run made with other
+    overrides (Hydra numbers jobs by position, so a changed sweep - another value, one more seed - would write its
+    jobs over the earlier records). None when every existing job folder holds the same job, or the sweep cannot be
+    expanded ahead (another sweeper, a custom hydra.sweep.subdir)."""
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    subdir = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir")
+    if not sweep_dir.is_dir() or subdir != "${hydra.job.num}":
+        return None
+    jobs, _ = planned_jobs(config)
+    for num, job in enumerate(jobs or []):
+        recorded = _recorded_overrides(sweep_dir / str(num))
+        planned = [o for o in job if not is_placement(o)]
+        if recorded is None or recorded == planned:
+            continue
+        return (
+            f"hydra.sweep.dir={sweep_dir} already holds job {num}, run with `{' '.join(recorded)}`, where this "
+            f"sweep's job {num} is `{' '.join(planned)}`: a sweep re-launched into its folder must be the same sweep "
+            f"(it then skips finished jobs and resumes killed ones). Give a changed sweep a new hydra.sweep.dir; "
+            f"nothing was changed."
+        )
+    return None
+
+
+class RelaunchGuard(Callback):
+    """Refuses, before any job runs, a sweep whose folder holds records of other settings under its job numbers
+    (relaunch_conflict): without it a changed sweep would overwrite them."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        conflict = relaunch_conflict(config)
+        if conflict:
+            print(f"trainspeed: error: {conflict}", file=sys.stderr)
+            raise SystemExit(2)

@@ -41,8 +41,9 @@ def visible_stderr() -> IO[str]:
     return _visible_stderr or sys.stderr
 
 
-def sweep_plan(config: DictConfig) -> tuple[int | None, list[str]]:
-    """The number of jobs and the keys they vary, as Hydra's basic sweeper will expand them (None: unknown)."""
+def planned_jobs(config: DictConfig) -> tuple[list[list[str]] | None, list[str]]:
+    """Each job's overrides, in job-number order, as Hydra's basic sweeper will expand them (None: another sweeper,
+    or an override Hydra will report itself), and the keys the sweep varies."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from trainspeed.report.collect import override_key
@@ -59,7 +60,13 @@ def sweep_plan(config: DictConfig) -> tuple[int | None, list[str]]:
         return None, axes
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
-    return sum(len(batch) for batch in BasicSweeper.split_arguments(overrides, None)), axes
+    return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch], axes
+
+
+def sweep_plan(config: DictConfig) -> tuple[int | None, list[str]]:
+    """The number of jobs and the keys they vary, as Hydra's basic sweeper will expand them (None: unknown)."""
+    jobs, axes = planned_jobs(config)
+    return (None if jobs is None else len(jobs)), axes
 
 
 class _DropLaunchLines(logging.Filter):

@@ -36,6 +36,22 @@ def _validation_every(trainer: pl.Trainer, steps_per_epoch: int) -> tuple[int | 
     return None, False
 
 
+def largest_validation_gap(trainer: pl.Trainer, steps_per_epoch: int) -> int | None:
+    """The most optimizer steps between two validations (None: validation by time has no step cadence). A cadence
+    counted within each epoch restarts at the epoch's start (Lightning validates at its multiples only), so the
+    gap across an epoch's end is longer: every 7 steps of a 20-step epoch validates at 7, 14, 27, 34, ...,
+    13 steps apart."""
+    if trainer._val_check_time_interval is not None:
+        return None
+    every, global_count = _validation_every(trainer, steps_per_epoch)
+    epochs = int(trainer.check_val_every_n_epoch or 1)
+    if every is None:
+        return steps_per_epoch * epochs
+    if global_count:
+        return every
+    return every + steps_per_epoch % every + (epochs - 1) * steps_per_epoch
+
+
 class SteppedLoop(Callback):
     """Runs up to `steps_per_iteration` optimizer steps per Lightning iteration (see the module docstring).
 
@@ -91,12 +107,11 @@ class SteppedLoop(Callback):
         return trainer.num_training_batches
 
     def validation_every(self, trainer: pl.Trainer) -> int | None:
-        """Optimizer steps between validations (the time-to-target resolution)."""
+        """The most optimizer steps between two validations (the time-to-target resolution)."""
         length = self.epoch_length(trainer)
         if not length or not math.isfinite(length):
             return None
-        every, _ = _validation_every(trainer, int(length))
-        return every if every is not None else int(length) * int(trainer.check_val_every_n_epoch or 1)
+        return largest_validation_gap(trainer, int(length))
 
     def steps_in_epoch(self, trainer: pl.Trainer) -> int:
         return trainer.global_step - trainer.current_epoch * (self.steps_per_epoch or 0)
@@ -130,7 +145,9 @@ class SteppedLoop(Callback):
             trainer.fit_loop.max_batches = loop.batch_progress.current.completed + 1
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch: Any, batch_idx: int) -> None:
-        if trainer.fit_loop.max_batches != math.inf:  # the count set on start has served
+        # the count set on start has served; a loader of groups has no length again. A plan of one step per
+        # iteration keeps Lightning's finite count (progress bar, fractional epochs and validation need it)
+        if self.plan.size > 1 and trainer.fit_loop.max_batches != math.inf:
             trainer.fit_loop.max_batches = math.inf
         # Lightning adds one logger step per iteration; the rest of the group's steps are added here, before any
         # callback asks whether this iteration logs (LearningRateMonitor does so in on_train_batch_start)

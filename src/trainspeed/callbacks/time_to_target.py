@@ -8,7 +8,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
-from trainspeed.callbacks.stepped_loop import find_stepped_loop
+from trainspeed.callbacks.stepped_loop import find_stepped_loop, largest_validation_gap
 from trainspeed.callbacks.train_clock import TrainClock
 
 
@@ -44,9 +44,9 @@ class TimeToTarget(Callback):
         if stepped is not None:  # Lightning's val_check_batch counts iterations, which may hold several steps
             self.resolution_steps = stepped.validation_every(trainer)
             return
-        every = getattr(trainer, "val_check_batch", None)
-        if isinstance(every, int | float) and math.isfinite(every):
-            self.resolution_steps = int(every) * int(trainer.check_val_every_n_epoch or 1)
+        length = trainer.num_training_batches
+        if isinstance(length, int | float) and math.isfinite(length) and length > 0:
+            self.resolution_steps = largest_validation_gap(trainer, int(length))
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if (

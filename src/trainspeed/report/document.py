@@ -18,9 +18,9 @@ RANK_HEADERS = [
     "reached",
     "diverged",
     "failed",
-    "median s",
+    "median s (reached)",
     "min–max s",
-    "median steps",
+    "median steps (reached)",
     "best val acc (median)",
     "profile score",
 ]

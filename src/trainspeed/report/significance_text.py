@@ -6,7 +6,17 @@ from __future__ import annotations
 import math
 
 from trainspeed.report.aggregate import ConfigResult
-from trainspeed.report.significance import CONFIDENCE, RESAMPLES, Ratio, Significance
+from trainspeed.report.significance import (
+    CONFIDENCE,
+    FASTER,
+    NONE_REACHED,
+    ONE_SEED,
+    RESAMPLES,
+    SLOWER,
+    TIED,
+    Ratio,
+    Significance,
+)
 
 CSV_COLUMNS = [
     "seconds_rank",
@@ -100,16 +110,22 @@ def disagreement_text(sig: Significance) -> str:
 
 
 def tied_line(sig: Significance) -> str:
-    """One line for the terminal: the configurations tied with the fastest in seconds."""
-    tied = [name for name, r in sig.seconds.items() if r.tied]
+    """One line for the terminal: every other configuration against the fastest in seconds, grouped by verdict."""
     if sig.fastest_seconds is None:
         return "no configuration's median run reached the target"
-    lead = f"fastest in seconds: {sig.fastest_seconds}"
-    if tied:
-        return (
-            f"{lead}; tied with it ({LEVEL} bootstrap CI of the ratio of medians covers 1): {', '.join(tied)}"
-        )
-    return f"{lead}; every other configuration is significantly slower ({LEVEL} bootstrap CI above 1)"
+    groups = {
+        TIED: f"tied with it ({LEVEL} bootstrap CI of the ratio of medians covers 1)",
+        SLOWER: f"significantly slower ({LEVEL} CI above 1)",
+        FASTER: f"faster in median ({LEVEL} CI below 1) but not reaching the target in every seed",
+        ONE_SEED: "one seed, no interval: nothing can be said",
+        NONE_REACHED: "median run never reached the target",
+    }
+    parts = [f"fastest in seconds: {sig.fastest_seconds}"]
+    for verdict, text in groups.items():
+        names = [name for name, r in sig.seconds.items() if r.verdict == verdict]
+        if names:
+            parts.append(f"{text}: {', '.join(names)}")
+    return "; ".join(parts)
 
 
 def significance_blocks(sig: Significance, ranked: list[ConfigResult]) -> list[tuple]:

@@ -23,9 +23,9 @@ def ranking_table(ranked: list[ConfigResult], title: str, significance: Signific
         "reached",
         "diverged",
         "failed",
-        "median s",
+        "median s (reached)",
         "min–max s",
-        "median steps",
+        "median steps (reached)",
         "best val acc",
     ):
         table.add_column(name, justify="left" if name == "config" else "right", overflow="fold")
