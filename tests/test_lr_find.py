@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
+from trainspeed.errors import ConfigError
 from trainspeed.job import run_job
-from trainspeed.lr_find import find_lr
+from trainspeed.lr_find import find_lr, range_settings
 
 QUIET = ["trainer.enable_progress_bar=false", "logger=csv", "run_test=false"]
 
@@ -27,3 +29,34 @@ def test_suggested_lr_reaches_the_target_in_a_short_run(make_config):
     )
     summary = run_job(cfg)
     assert summary.reached_target, summary.metrics
+
+
+@pytest.mark.parametrize(
+    ("override", "says"),
+    [
+        (
+            "+lr_find.max_lr=1e-7",
+            "lr_find.max_lr=1e-07 is not valid; accepted: a number > lr_find.min_lr (1e-06)",
+        ),
+        (
+            "+lr_find.max_lrr=10",
+            "lr_find='max_lrr' is not valid (unknown name); accepted: did you mean max_lr",
+        ),
+        ("+lr_find.min_lr=0", "lr_find.min_lr=0 is not valid; accepted: a number > 0"),
+    ],
+)
+def test_bad_range_settings_are_refused(make_config, override, says):
+    with pytest.raises(ConfigError) as refused:
+        range_settings(make_config(override))
+    assert str(refused.value).startswith(says)
+
+
+def test_a_refused_range_test_says_so_in_one_line_and_writes_nothing(tmp_path):
+    result = run_cli(
+        ["trainspeed.lr_find", "+lr_find.num_training=abc", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "trainspeed: error: lr_find.num_training='abc' is not valid; accepted: an integer ≥ 2"
+    )
+    assert not (tmp_path / "run" / "lr_find.json").exists()

@@ -130,6 +130,7 @@ def test_a_summary_cannot_carry_an_unknown_field():
         ),  # a sweep job: stop at the target, every 5 steps
         (["run_mode=sweep", "target.stop=false"], False, SWEEP_VAL_CHECK_STEPS, None),
         (["run_mode=sweep", "trainer.val_check_interval=10"], True, 10, 1),  # explicit values stay
+        (["run_mode=sweep", "trainer.check_val_every_n_epoch=2"], True, None, 2),  # validation by epochs
         (["run_mode=run", "target.stop=true"], True, None, 1),
     ],
 )

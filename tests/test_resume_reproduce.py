@@ -200,6 +200,14 @@ def _folder_state(run_dir: Path) -> dict[str, tuple[bytes, int]]:
     }
 
 
+def _bytes(run_dir: Path) -> dict[str, bytes]:
+    return {name: data for name, (data, _) in _folder_state(run_dir).items()}
+
+
+def _bytes_of(state: dict[str, tuple[bytes, int]]) -> dict[str, bytes]:
+    return {name: data for name, (data, _) in state.items()}
+
+
 def test_resuming_a_finished_run_leaves_it_untouched_and_training_longer_works(tmp_path):
     run = tmp_path / "run"
     args = [*RUN[:2], "seed=3", "trainer.max_epochs=2", "logger=default", f"hydra.run.dir={run}"]
@@ -211,6 +219,20 @@ def test_resuming_a_finished_run_leaves_it_untouched_and_training_longer_works(t
     assert again.returncode == 0, again.stderr[-2000:]
     assert "already finished" in again.stdout and "max_epochs=2" in again.stdout
     assert _folder_state(run) == before  # summary.json, metrics.csv, .hydra/, no second W&B run
+
+    refused = run_cli(
+        ["trainspeed.train", f"resume={run}", "trainer.max_epochs=3", "optimizer.lr=-1"], cwd=tmp_path
+    )
+    assert (
+        refused.returncode == 2 and "optimizer.lr=-1" in refused.stderr and "left as it was" in refused.stderr
+    )
+    assert _folder_state(run) == before  # refused before Hydra saved the bad override in .hydra/
+    missing = ["trainer.max_epochs=3", "data=mnist", f"data.root={tmp_path / 'no_data'}"]
+    failed = run_cli(["trainspeed.train", f"resume={run}", *missing], cwd=tmp_path)
+    assert failed.returncode == 2 and "the resume did not train" in failed.stderr
+    assert _bytes(run) == _bytes_of(before)  # the failed record, new .hydra/ and W&B files were taken back
+    over = run_cli(["trainspeed.reproduce", str(run), "--out", str(run)], cwd=tmp_path)
+    assert over.returncode == 2 and "--out" in over.stdout and _bytes(run) == _bytes_of(before)
 
     longer = run_cli(["trainspeed.train", f"resume={run}", "trainer.max_epochs=3"], cwd=tmp_path)
     assert longer.returncode == 0, longer.stderr[-2000:]
@@ -301,3 +323,21 @@ def test_a_changed_sweep_is_refused_in_a_folder_that_holds_other_jobs(tmp_path):
         assert _folder_state(tmp_path / "sweep") == before  # no record, .hydra/, checkpoint or report touched
     again = run_cli(["trainspeed.train", *sweep, "optimizer.lr=0.01,0.02"], cwd=tmp_path)  # the same sweep
     assert again.returncode == 0 and again.stderr.count("skipping job") == 2
+
+
+def test_a_record_lost_after_training_is_finished_from_the_last_checkpoint(tmp_path):
+    """last.ckpt is written where training ended (after the final validation), also when the last step is a
+    multiple of the checkpoint interval: a run killed during its test or before its record is written gets the
+    same record back from `resume=`, without training again."""
+    run = tmp_path / "run"
+    every = "callbacks.resume_checkpoint.every_n_train_steps=20"
+    args = [*RUN, "model.width=32", "trainer.max_epochs=2", every, f"hydra.run.dir={run}"]  # 40 steps: 2 x 20
+    assert run_cli(["trainspeed.train", *args], cwd=tmp_path).returncode == 0
+    original, metrics = _summary(run), (run / "metrics.csv").read_bytes()
+    (run / "summary.json").unlink()
+    result = run_cli(["trainspeed.train", f"resume={run}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    again = _summary(run)
+    for key in ("status", "steps", "epochs", "metrics", "reached_target", "time_to_target"):
+        assert again[key] == original[key], key
+    assert (run / "metrics.csv").read_bytes() == metrics

@@ -52,6 +52,13 @@ def test_mlp_on_digits_reaches_093_within_15_epochs_with_adam(make_config):
     assert 0 < on_disk["train_seconds"] < on_disk["wall_seconds"]
 
 
+@pytest.mark.parametrize(("stop", "epochs"), [("trainer.max_steps=3", 0), ("trainer.max_steps=45", 2)])
+def test_the_record_counts_whole_epochs_trained(make_config, stop, epochs):
+    fast = ["trainer.enable_progress_bar=false", "logger=csv", "run_test=false", "model.width=32"]
+    summary = run_job(make_config(*fast, stop))
+    assert (summary.steps, summary.epochs) == (int(stop.split("=")[1]), epochs)  # 20 steps per epoch
+
+
 def test_seed_zero_is_a_real_seed_and_seeds_differ(make_config):
     common = [
         "trainer.max_epochs=1",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from trainspeed.callbacks.stepped_loop import find_stepped_loop
 from trainspeed.data import build_datamodule
 from trainspeed.errors import out_of_memory
 from trainspeed.model import build_network
@@ -48,6 +50,15 @@ def _prepare_network(cfg: DictConfig, network: torch.nn.Module) -> torch.nn.Modu
     return network
 
 
+def completed_epochs(trainer: pl.Trainer) -> int:
+    """Whole epochs trained (Lightning's current_epoch also counts the epoch a run stopped in)."""
+    stepped = find_stepped_loop(trainer)
+    length = stepped.epoch_length(trainer) if stepped is not None else trainer.num_training_batches
+    if length and math.isfinite(length):
+        return int(trainer.global_step // int(length))
+    return int(trainer.current_epoch)
+
+
 class JobRecorder:
     """Collects what the run record needs as the job proceeds and writes summary.json once, at the end."""
 
@@ -80,7 +91,7 @@ class JobRecorder:
             steps=self.finished_at.step if self.finished_at else int(trainer.global_step) if trainer else 0,
             epochs=self.finished_at.epoch
             if self.finished_at
-            else int(trainer.current_epoch)
+            else completed_epochs(trainer)
             if trainer
             else 0,
             seed=int(cfg.seed),
@@ -197,6 +208,10 @@ def run_job(cfg: DictConfig, resume_from: str | None = None) -> Summary:
             trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
         if trainer.interrupted:
             raise KeyboardInterrupt
+        if not ended:
+            # last.ckpt at the state training ended in, after the final validation: a job killed from here on
+            # (test, record) has its record finished from it with the final metrics and time to target
+            recorder.save_last_checkpoint()
         if cfg.run_test and not ended:
             fit_metrics = dict(trainer.callback_metrics)
             trainer.test(module, datamodule=datamodule, verbose=False)

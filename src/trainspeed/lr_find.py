@@ -22,6 +22,31 @@ from trainspeed.validation import validate
 DEFAULTS = {"min_lr": 1e-6, "max_lr": 1.0, "num_training": 100}
 
 
+def range_settings(cfg: DictConfig) -> dict[str, Any]:
+    """The range test's settings (`lr_find.*` over DEFAULTS), refused with one line when a key is unknown, a
+    value out of range, or the range empty (ConfigError)."""
+    from omegaconf import OmegaConf
+
+    from trainspeed.errors import ConfigError, unknown_name
+    from trainspeed.validation.rules import Integer, Number, check_schema
+
+    given = OmegaConf.to_container(cfg.lr_find, resolve=True) if cfg.get("lr_find") is not None else {}
+    if not isinstance(given, dict):
+        raise ConfigError("lr_find", given, "a mapping: +lr_find.min_lr=1e-6 +lr_find.max_lr=1 ...")
+    for key in given:
+        if key not in DEFAULTS:
+            raise unknown_name("lr_find", key, DEFAULTS)
+    settings = {**DEFAULTS, **given}
+    check_schema(
+        settings, "lr_find", {"min_lr": Number(gt=0), "max_lr": Number(gt=0), "num_training": Integer(ge=2)}
+    )
+    if not settings["max_lr"] > settings["min_lr"]:
+        raise ConfigError(
+            "lr_find.max_lr", settings["max_lr"], f"a number > lr_find.min_lr ({settings['min_lr']:g})"
+        )
+    return settings
+
+
 def _range_test_module(classifier: type) -> type:
     """The Classifier under Lightning's automatic optimization: the finder reads each step's loss from what
     `training_step` returns and steps its own learning-rate schedule, which the Classifier's manual, grouped steps
@@ -54,7 +79,7 @@ def find_lr(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from trainspeed.training.classifier import Classifier
     from trainspeed.training.finetune import plan_finetune
 
-    settings = {**DEFAULTS, **(cfg.get("lr_find") or {})}
+    settings = range_settings(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg.data, cfg.seed)
     network, weights = build_network(cfg, datamodule.input_shape, datamodule.num_classes)
@@ -102,6 +127,7 @@ def main(cfg: DictConfig) -> None:
 
     try:
         validate(cfg)
+        range_settings(cfg)
     except TrainspeedError as err:
         print(f"trainspeed: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -19,7 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from trainspeed.errors import TrainspeedError
+from trainspeed.errors import ConfigError, TrainspeedError
 from trainspeed.record.compare import Comparison, compare_runs, environment_changes
 from trainspeed.record.summary import read_summary
 from trainspeed.resume import relaunch_overrides
@@ -62,14 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     run_dir = args.run_dir.resolve()
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    out = (args.out or Path("outputs") / "reproduced" / f"{run_dir.name}_{stamp}").resolve()
     try:
         summary = read_summary(run_dir)
         overrides = relaunch_overrides(run_dir, summary, key="run_dir")
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):  # never a re-run over a record
+            raise ConfigError("--out", str(out), "a folder that does not exist yet, or an empty one")
     except TrainspeedError as err:
         console.print(f"trainspeed: error: {err}")
         return 2
-    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    out = (args.out or Path("outputs") / "reproduced" / f"{run_dir.name}_{stamp}").resolve()
     for warning in environment_changes(summary):
         console.print(f"[yellow]warning:[/yellow] {warning}")
     command = [sys.executable, "-m", "trainspeed.train", *overrides, *args.overrides, f"hydra.run.dir={out}"]

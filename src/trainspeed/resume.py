@@ -53,15 +53,20 @@ def _summary_or_none(run_dir: Path) -> Summary | None:
         return None
 
 
+def resumed_folder(argv: list[str]) -> Path | None:
+    """The run folder `resume=RUN_DIR` names (None without resume=)."""
+    resume = [a for a in argv if override_key(a) == "resume" and override_value(a) not in ("", "null")]
+    return Path(override_value(resume[-1])).expanduser().resolve() if resume else None
+
+
 def resume_arguments(argv: list[str]) -> list[str]:
     """Command-line arguments with `resume=RUN_DIR` expanded into that run's saved overrides and its folder.
 
     Arguments given beside `resume=` win over the saved ones (e.g. a longer trainer.max_epochs).
     """
-    resume = [a for a in argv if override_key(a) == "resume" and override_value(a) not in ("", "null")]
-    if not resume:
+    run_dir = resumed_folder(argv)
+    if run_dir is None:
         return argv
-    run_dir = Path(override_value(resume[-1])).expanduser().resolve()
     given = [a for a in argv if override_key(a) != "resume"]
     given_keys = {override_key(a) for a in given if "=" in a}
     saved = relaunch_overrides(run_dir, _summary_or_none(run_dir))
@@ -74,34 +79,31 @@ def already_finished(argv: list[str]) -> str | None:
     given overrides, when its record says it finished; None when there is something to do.
 
     Decided before Hydra starts, because Hydra rewrites the run's .hydra/ files as soon as it runs a job: a
-    finished run is left byte-for-byte as it was.
+    finished run is left byte-for-byte as it was. For the same reason the resumed config is validated here
+    first: a refused override (ConfigError) leaves the folder untouched instead of saved in its .hydra/.
     """
-    resume = [a for a in argv if override_key(a) == "resume" and override_value(a) not in ("", "null")]
-    if not resume:
+    run_dir = resumed_folder(argv)
+    if run_dir is None:
         return None
-    run_dir = Path(override_value(resume[-1]))
+    from hydra.core.global_hydra import GlobalHydra
+
+    from trainspeed.config_paths import compose_run_config
+    from trainspeed.run_mode import resolve_run_mode, stop_reason
+    from trainspeed.validation import validate
+
+    try:
+        cfg = compose_run_config([a for a in argv if not override_key(a).startswith("hydra.")], run_dir)
+    except Exception:  # noqa: BLE001 - an override Hydra cannot compose: Hydra reports it before writing
+        return None
+    finally:
+        GlobalHydra.instance().clear()
+    validate(cfg)
+    resolve_run_mode(cfg)
     summary = _summary_or_none(run_dir)
     if summary is None or not summary.done:
         return None
     if summary.status == "diverged":
         return f"{run_dir} already finished: it diverged ({summary.error})"
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from trainspeed.config_paths import CONFIG_NAME, config_dir
-    from trainspeed.run_mode import resolve_run_mode, stop_reason
-
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            cfg = compose(
-                CONFIG_NAME, overrides=[a for a in argv if not override_key(a).startswith("hydra.")]
-            )
-            resolve_run_mode(cfg)
-    except Exception:  # noqa: BLE001 - a bad override: Hydra and validation report it when the run starts
-        return None
-    finally:
-        GlobalHydra.instance().clear()
     reason = stop_reason(cfg, summary.steps or 0, summary.epochs or 0, summary.reached_target)
     if reason is None:
         return None

@@ -7,6 +7,9 @@ A single run and a job of a sweep answer different questions, so a few defaults 
 | `target.stop`                | false: train to the end  | true: stop at the target                    |
 | `trainer.val_check_interval` | Lightning's: every epoch | every `SWEEP_VAL_CHECK_STEPS` optimizer steps |
 
+(In a sweep, `trainer.check_val_every_n_epoch` set to more than 1 asks for validation by epochs: the interval then
+stays Lightning's.)
+
 The mode is `run_mode` in the config (null: a sweep job under `-m`, else a run); the job's summary.json records
 the mode it resolved to, so `reproduce` and `resume`, which re-launch a job as a single run, pass `run_mode=` and
 resolve every setting exactly as the original job did. Settings given explicitly are never changed.
@@ -36,7 +39,9 @@ def resolve_run_mode(cfg: DictConfig) -> str:
         cfg.run_mode = mode
         if cfg.target.get("stop") is None:
             cfg.target.stop = mode == "sweep"
-        if mode == "sweep" and cfg.trainer.get("val_check_interval") is None:
+        # an explicit check_val_every_n_epoch (other than the default 1) asks for validation by epochs
+        by_epochs = cfg.trainer.get("check_val_every_n_epoch") not in (None, 1)
+        if mode == "sweep" and cfg.trainer.get("val_check_interval") is None and not by_epochs:
             cfg.trainer.val_check_interval = SWEEP_VAL_CHECK_STEPS
             cfg.trainer.check_val_every_n_epoch = None  # count the steps across epochs
     return mode

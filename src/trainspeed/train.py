@@ -19,8 +19,9 @@ from trainspeed.lightning_refusal import refusal_message
 from trainspeed.parallel_jobs import check_sweep_launcher, prepare_parallel_job
 from trainspeed.process_exit import run_and_exit
 from trainspeed.quiet import quiet_library_noise
+from trainspeed.record.folder_snapshot import FolderSnapshot
 from trainspeed.record.run_folder import LAST_CHECKPOINT
-from trainspeed.resume import already_finished, resume_arguments, sweep_job_plan
+from trainspeed.resume import already_finished, resume_arguments, resumed_folder, sweep_job_plan
 from trainspeed.run_mode import resolve_run_mode
 from trainspeed.sweep_console import job_output_to_log, print_job_line, visible_stderr
 from trainspeed.tracking.wandb_import import import_wandb_before_torch
@@ -117,16 +118,28 @@ def cli() -> NoReturn:
 
 
 def _cli() -> None:
+    resumed = resumed_folder(sys.argv[1:])
     try:
         sys.argv[1:] = resume_arguments(sys.argv[1:])
         finished = already_finished(sys.argv[1:])
     except TrainspeedError as err:
-        print(f"trainspeed: error: {err}", file=sys.stderr)
+        kept = f"; {resumed} was left as it was" if resumed is not None and resumed.is_dir() else ""
+        print(f"trainspeed: error: {err}{kept}", file=sys.stderr)
         raise SystemExit(2) from None
     if finished:
         print(f"trainspeed: {finished}")
         raise SystemExit(0)
-    main()
+    snapshot = FolderSnapshot(resumed) if resumed is not None and resumed.is_dir() else None
+    try:
+        main()
+    except BaseException:
+        # a resume that failed before training any further leaves the run's record as it was
+        if snapshot is not None and not snapshot.trained() and snapshot.restore():
+            print(
+                f"trainspeed: the resume did not train; {resumed} was left as it was (its record unchanged)",
+                file=sys.stderr,
+            )
+        raise
 
 
 if __name__ == "__main__":
