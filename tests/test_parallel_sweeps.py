@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from conftest import run_cli
 
+WANDB_CLI = shutil.which("wandb", path=str(Path(sys.executable).parent)) or shutil.which("wandb")
 QUICK = ["trainer.max_epochs=1", "run_test=false", "trainer.enable_progress_bar=false"]
 
 
@@ -19,6 +23,14 @@ def _summaries(sweep: Path) -> list[dict]:
 
 def _wandb_runs(sweep: Path) -> list[Path]:
     return sorted(sweep.glob("[0-9]*/wandb/offline-run-*"))
+
+
+def _run_name(run_dir: Path) -> str:
+    """The W&B run's display name, from its .wandb file (W&B's own reader)."""
+    out = subprocess.run([WANDB_CLI, "leet", "inspect", "--json", str(run_dir)], capture_output=True, text=True,
+                         timeout=60, check=True)  # fmt: skip
+    records = (json.loads(line) for line in out.stdout.splitlines())
+    return next(record["run"]["display_name"] for record in records if record["type"] == "run")
 
 
 @pytest.mark.slow
@@ -60,8 +72,29 @@ def test_submitit_local_sweep_gives_every_record_run_and_one_report(tmp_path):
     sweep = tmp_path / "sweep"
     assert [s["status"] for s in _summaries(sweep)] == ["completed"] * 2
     assert len(_wandb_runs(sweep)) == 2
+    # each run is named by what the sweep varies, though a submitit job's command line is submitit's own
+    assert [_run_name(run) for run in _wandb_runs(sweep)] == ["optimizer=sgd", "optimizer=adam"]
     assert result.stdout.count("report: ") == 1
     assert len((sweep / "report.csv").read_text().splitlines()) == 3
+
+
+def test_submitit_sweep_with_refused_jobs_says_why_and_where_their_output_is(tmp_path):
+    """Under submitit a job's refusal is printed in its own process: the sweep's last message repeats each
+    failed job's error and says where that process's output went."""
+    args = ["trainspeed.train", "-m", "optimizer.lr=-1,0", "logger=csv"]
+    args += ["hydra/launcher=submitit_local", "hydra.sweep.dir=sweep"]
+    result = run_cli(args, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    console = result.stdout + result.stderr
+    assert "job 0 failed" not in console  # the refusal itself went to the job process's output
+    message = console[console.index("2 job(s) failed:") :].splitlines()
+    assert (
+        message[1] == "  sweep/0: failed: ConfigError: optimizer.lr=-1 is not valid; accepted: a number > 0"
+    )
+    assert message[2] == "  sweep/1: failed: ConfigError: optimizer.lr=0 is not valid; accepted: a number > 0"
+    assert "sweep/.submitit/<job id>/<job id>_<task>_log.out and .err" in message[3]
+    refusals = [p.read_text() for p in (tmp_path / "sweep").glob(".submitit/*/*_log.err")]
+    assert sum("job 0 failed: optimizer.lr=-1 is not valid" in text for text in refusals) == 1
 
 
 @pytest.mark.slow

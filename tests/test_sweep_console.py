@@ -9,7 +9,8 @@ from conftest import run_cli
 from omegaconf import OmegaConf
 
 from trainspeed.record.summary import Summary, TimeToTargetRecord
-from trainspeed.sweep_console import outcome, sweep_plan
+from trainspeed.sweep_console import AXES_ENV, BASIC_SWEEPER, outcome, sweep_axes, sweep_plan
+from trainspeed.tracking.naming import job_overrides, run_name, swept_keys
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +102,27 @@ def test_the_job_count_and_axes_of_a_preset_and_the_command_line():
         }
     )
     assert sweep_plan(config) == (12, ["optimizer", "seed", "optimizer.lr"])
+
+
+def test_a_job_process_without_the_sweeps_environment_reads_its_axes_from_the_sweep_folder(
+    tmp_path, monkeypatch
+):
+    """A job process that did not inherit the launching process's environment (a SLURM job submitted with
+    --export=NONE) finds the axes in `multirun.yaml`, the sweep's config that Hydra saves in the sweep folder;
+    its W&B run is named by them."""
+    from conftest import compose_config
+    from hydra.core.hydra_config import HydraConfig
+
+    sweep = {"sweeper": {"_target_": BASIC_SWEEPER, "params": None},
+             "overrides": {"task": ["optimizer=sgd,adam", "seed=0,1", "trainer.max_epochs=1"]}}  # fmt: skip
+    OmegaConf.save({"hydra": sweep}, tmp_path / "multirun.yaml")
+    monkeypatch.delenv(AXES_ENV, raising=False)
+    try:  # the job's config, as Hydra sets it in job 1's process
+        compose_config(["optimizer=adam", "seed=1", "trainer.max_epochs=1", "hydra.mode=MULTIRUN",
+                        f"hydra.sweep.dir={tmp_path}"], tmp_path / "1")  # fmt: skip
+        assert sweep_axes() == ["optimizer", "seed"]
+        assert run_name(job_overrides(), swept_keys()) == "optimizer=adam,seed=1"
+        monkeypatch.setenv(AXES_ENV, "seed")  # what the launching process said wins
+        assert run_name(job_overrides(), swept_keys()) == "seed=1"
+    finally:
+        HydraConfig.instance().cfg = None

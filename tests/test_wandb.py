@@ -312,6 +312,37 @@ def test_every_sweep_combination_composes_as_hydra_overrides(spec_file, tmp_path
                 assert OmegaConf.select(cfg, key) == pytest.approx(value)
 
 
+@pytest.mark.parametrize(
+    "spec_file", sorted((REPO / "scripts" / "wandb_sweeps").glob("*.yaml")), ids=lambda p: p.stem
+)
+def test_a_run_of_a_wandb_sweep_agent_records_the_whole_config(spec_file, tmp_path):
+    """A run started as the W&B agent starts one (its parameters file, sweep id and run id in the environment):
+    the swept keys keep the sweep's values, the other settings of a swept config group are there as dotted keys
+    (the optimizer's own learning rate, betas, ...), every other section nested as in a run without a sweep."""
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command_args  # the W&B agent's own
+    from wandb.sdk.lib.config_util import save_config_file_from_dict
+
+    spec = yaml.safe_load(spec_file.read_text())
+    params = sweep_combinations(spec["parameters"])[1]
+    agent_args = {k: {"value": v} for k, v in params.items()}
+    save_config_file_from_dict(str(tmp_path / "params.yaml"), agent_args)  # what the agent writes
+    args = create_sweep_command_args({"args": agent_args})["args_no_hyphens"]
+    env = isolated_env(tmp_path / "home", WANDB_MODE="offline", WANDB_SWEEP_ID="abc123", WANDB_RUN_ID="swrun1",
+                       WANDB_SWEEP_PARAM_PATH=str(tmp_path / "params.yaml"))  # fmt: skip
+    result = train([*args, *FAST, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "was locked" not in result.stdout + result.stderr  # nothing W&B refused
+    config = run_state(offline_run_dir(tmp_path / "run"))["config"]
+    for key, value in params.items():  # the group `optimizer`: the option the sweep chose
+        assert config[key] == pytest.approx(value), key
+    optimizer = OmegaConf.to_container(OmegaConf.load(tmp_path / "run" / ".hydra" / "config.yaml").optimizer)
+    assert {"name", "lr", "weight_decay"} <= set(optimizer)
+    for key, value in optimizer.items():  # lr: the sweep's, else the optimizer's own default
+        assert config[f"optimizer.{key}"] == pytest.approx(value), key
+    assert config["trainer"]["max_epochs"] == 2 and config["model"]["depth"] >= 1  # nested, unswept
+    assert not [key for key in config if key.startswith(("trainer.", "model."))]
+
+
 def test_wandb_sweep_script_creates_the_sweep_and_starts_an_agent(tmp_path):
     fake = tmp_path / "bin" / "wandb"
     fake.parent.mkdir()

@@ -1,5 +1,5 @@
-"""Hydra callbacks for sweeps: a relaunch never puts other settings over a job's record, and the exit code of a
-sweep in which some job failed."""
+"""Hydra callbacks for sweeps: a relaunch never puts other settings over a job's record, and the exit code and
+last message of a sweep in which some job failed."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from trainspeed.parallel_jobs import SUBMITIT
 from trainspeed.record.run_folder import OVERRIDES_FILE, is_placement, training_overrides
 from trainspeed.record.summary import RecordError, read_summary
-from trainspeed.sweep_console import planned_jobs
+from trainspeed.sweep_console import outcome, planned_jobs, summary_or_none
 
 log = logging.getLogger("trainspeed")
 
@@ -43,8 +44,22 @@ class ExitCodeOnFailure(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         failed = failed_jobs(Path(config.hydra.sweep.dir))
         if failed:
-            log.error("%d job(s) failed: %s", len(failed), ", ".join(str(p) for p in failed))
+            log.error("%s", failure_message(failed, config))
             raise SystemExit(1)
+
+
+def failure_message(failed: list[Path], config: DictConfig) -> str:
+    """Each failed job with why (its record's error, or "no record") and where its output is: the job's log file,
+    and under submitit the job processes' own output files, which alone hold a job's end-of-job line, a refusal or a
+    crash there (the launching process shows none of it)."""
+    lines = [f"{len(failed)} job(s) failed:"]
+    lines += [f"  {job}: {outcome(summary_or_none(job))}" for job in failed]
+    where = f"each job's log: <job folder>/{config.hydra.job.name}.log"
+    launcher = str(config.hydra.launcher.get("_target_", ""))
+    if launcher.startswith(SUBMITIT):
+        folder = str(config.hydra.launcher.submitit_folder).replace("%j", "<job id>")
+        where += f"; the output of each job's process: {folder}/<job id>_<task>_log.out and .err"
+    return "\n".join([*lines, where])
 
 
 def _recorded_overrides(job_dir: Path) -> list[str] | None:

@@ -20,7 +20,8 @@ from typing import IO, Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 
 from trainspeed.record.summary import RecordError, Summary, read_summary
 
@@ -67,6 +68,19 @@ def sweep_plan(config: DictConfig) -> tuple[int | None, list[str]]:
     """The number of jobs and the keys they vary, as Hydra's basic sweeper will expand them (None: unknown)."""
     jobs, axes = planned_jobs(config)
     return (None if jobs is None else len(jobs)), axes
+
+
+def sweep_axes() -> list[str]:
+    """The override keys this job's sweep varies. Set by the launching process when the sweep starts (AXES_ENV),
+    which the job processes of every launcher inherit (joblib's and submitit's workers, a SLURM job under sbatch's
+    default `--export=ALL`); else read from the sweep's own config, `multirun.yaml` in the sweep folder, which
+    Hydra's basic sweeper writes before the first job starts. Empty when neither is there."""
+    if AXES_ENV in os.environ:
+        return [axis for axis in os.environ[AXES_ENV].split(",") if axis]
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return []
+    saved = Path(HydraConfig.get().sweep.dir) / "multirun.yaml"
+    return sweep_plan(OmegaConf.load(saved))[1] if saved.is_file() else []
 
 
 class _DropLaunchLines(logging.Filter):
@@ -127,7 +141,8 @@ def job_output_to_log(run_dir: Path) -> Iterator[None]:
             _visible_stderr = None
 
 
-def _read_summary(run_dir: Path) -> Summary | None:
+def summary_or_none(run_dir: Path) -> Summary | None:
+    """The job's record; None when it has none or an unreadable one."""
     try:
         return read_summary(run_dir)
     except RecordError:
@@ -163,7 +178,7 @@ def job_line(run_dir: Path, job_num: int, overrides: list[str]) -> str:
 
     total = int(os.environ[JOBS_ENV]) if os.environ.get(JOBS_ENV, "").isdigit() else None
     done = sum(1 for _ in run_dir.parent.glob("*/summary.json"))
-    axes = [a for a in os.environ.get(AXES_ENV, "").split(",") if a]
+    axes = sweep_axes()
     shown = [o for o in overrides if override_key(o) in axes] or overrides
     row = Table.grid(padding=(0, 1))
     count = f"{done}/{total}" if total else f"{done} done"
@@ -171,7 +186,7 @@ def job_line(run_dir: Path, job_num: int, overrides: list[str]) -> str:
         row.add_row(ProgressBar(total=total, completed=min(done, total), width=20), count)
     else:
         row.add_row(count)
-    text = f"job {job_num}  {' '.join(shown) or '(defaults)'}  {outcome(_read_summary(run_dir))}"
+    text = f"job {job_num}  {' '.join(shown) or '(defaults)'}  {outcome(summary_or_none(run_dir))}"
     console = Console(file=sys.stdout, width=max(len(text) + 40, 120), soft_wrap=True)
     with console.capture() as captured:
         console.print(row, end="")

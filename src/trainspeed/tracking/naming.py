@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from trainspeed.record.run_folder import override_key
+from trainspeed.sweep_console import sweep_axes
 
 # the technique axes a run is tagged with (one tag per axis: "optimizer:adam")
 TECHNIQUE_AXES = ("data", "model", "optimizer", "scheduler", "initializer", "activation", "normalization")
@@ -40,22 +40,12 @@ def job_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-def swept_keys(argv: list[str] | None = None) -> set[str]:
-    """The keys a Hydra multirun varies: sweep overrides on its command line (`optimizer=adam,sgd`,
-    `lr=range(...)`) and the sweeper's `params`. Empty for a single run."""
+def swept_keys() -> set[str]:
+    """The keys this job's Hydra multirun varies (`sweep_axes`: known in every launcher's job processes, unlike
+    the command line, which a submitit job does not have). Empty for a single run."""
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return set()
-    params = HydraConfig.get().sweeper.get("params") or {}
-    keys = {override_key(str(k)) for k in params}
-    parser = OverridesParser.create()
-    for arg in sys.argv[1:] if argv is None else argv:
-        try:
-            override = parser.parse_override(arg)
-        except Exception:  # noqa: BLE001 - flags and their values (-m, --config-name NAME) are not overrides
-            continue
-        if override.is_sweep_override():
-            keys.add(override.key_or_group)
-    return keys
+    return set(sweep_axes())
 
 
 def sweep_group() -> str | None:
@@ -90,6 +80,35 @@ def run_tags(cfg: DictConfig, extra: list[str] | None = None) -> list[str]:
         tags.append("pretrained")
     tags += [str(t) for t in extra or []]
     return list(dict.fromkeys(t[:MAX_TAG] for t in tags))
+
+
+def config_beside_sweep(config: dict[str, Any], present: Mapping[str, Any]) -> dict[str, Any]:
+    """What of the job's resolved config to add to a run that already holds `present`: the keys a W&B Sweep set
+    (and locked) before the run started, or an earlier attempt's config when a run is continued.
+
+    A key already there keeps its value. Where the sweep chose a config group (`optimizer: adam`), the rest of
+    that section goes in as flat dotted keys (`optimizer.name`, `optimizer.betas`, ...): W&B locks a swept key
+    whole and refuses a nested section under it, and shows a dotted key like the nested one (`optimizer.lr` in the
+    run table either way). A key the sweep set itself (`optimizer.lr`) is left to the sweep."""
+    added: dict[str, Any] = {}
+    for key, value in config.items():
+        if key not in present:
+            added[key] = value
+        elif isinstance(value, dict) and not isinstance(present[key], dict):
+            added.update({k: v for k, v in _leaves(value, key).items() if k not in present})
+    return added
+
+
+def _leaves(section: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """`{"betas": [0.9, 0.999], "a": {"b": 1}}` under `optimizer` -> `optimizer.betas`, `optimizer.a.b`."""
+    flat: dict[str, Any] = {}
+    for key, value in section.items():
+        dotted = f"{prefix}.{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_leaves(value, dotted))
+        else:
+            flat[dotted] = value
+    return flat
 
 
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from trainspeed.record.summary import Summary
 from trainspeed.tracking.mode import has_credentials, resolve_mode
 from trainspeed.tracking.naming import (
+    config_beside_sweep,
     job_overrides,
     resolved_config,
     run_name,
@@ -140,9 +141,8 @@ class WandbRunLogger(WandbLogger):
             run = wandb.init(**init, mode=mode, settings=settings)
         run.define_metric("trainer/global_step")
         run.define_metric("*", step_metric="trainer/global_step", step_sync=True)
-        # a W&B Sweep sets (and locks) its parameters before this: add the rest of the config around them
-        locked = set(run.config.keys())
-        run.config.update({k: v for k, v in self._run_config.items() if k not in locked})
+        # a W&B Sweep sets (and locks) its parameters before this: add the rest of the config beside them
+        run.config.update(config_beside_sweep(self._run_config, dict(run.config)))
         return run
 
     def _try_online(self, wandb: Any, init: dict[str, Any], settings: Any) -> Any:
