@@ -231,6 +231,13 @@ def test_ctrl_c_writes_an_interrupted_record_and_a_resumable_checkpoint(tmp_path
     state = torch.load(last, map_location="cpu", weights_only=False)
     assert state["global_step"] == summary["steps"] >= 20  # saved at the interruption, after ≥ 1 epoch
     assert {"state_dict", "optimizer_states", "loops", "callbacks"} <= set(state)
+    # the interrupt took effect between iterations: the logger's step, the clock's samples and the global step
+    # agree (a Ctrl-C inside a group of steps used to leave them apart, and the resumed run with them)
+    assert "stopping after this training step" in stderr
+    step = state["global_step"]
+    assert state["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"] == step
+    clock = next(v for k, v in state["callbacks"].items() if "TrainClock" in k)
+    assert clock["samples"] == step // 20 * 1257 + step % 20 * 64  # 20 batches of 64 per epoch, the last of 41
 
     # resume from it: training goes on from the saved step, not from zero
     epochs = state["epoch"] + 2

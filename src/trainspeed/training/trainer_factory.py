@@ -11,6 +11,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 
 from trainspeed.callbacks.divergence import DivergenceGuard
 from trainspeed.callbacks.rng_state import RngState
+from trainspeed.callbacks.step_boundary_interrupt import StepBoundaryInterrupt
 from trainspeed.callbacks.stepped_loop import SteppedLoop
 from trainspeed.callbacks.time_to_target import TimeToTarget
 from trainspeed.callbacks.train_clock import TrainClock
@@ -74,7 +75,16 @@ def build_trainer(cfg: DictConfig, resume_step: int | None = None) -> TrainerPar
             logger.resume_step = resume_step
     trainer = pl.Trainer(
         **kwargs,
-        callbacks=[stepped, clock, time_to_target, divergence, RngState(), *callbacks],
+        # the interrupt callback first: a deferred Ctrl-C is raised before any other callback starts the iteration
+        callbacks=[
+            StepBoundaryInterrupt(),
+            stepped,
+            clock,
+            time_to_target,
+            divergence,
+            RngState(),
+            *callbacks,
+        ],
         logger=loggers or False,
     )
     return TrainerParts(trainer, clock, time_to_target, divergence)
