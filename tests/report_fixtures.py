@@ -74,6 +74,7 @@ def make_job(
     error: str | None = None,
     summary: bool = True,
     metrics: str = "full",  # full | empty | truncated | none
+    budget: float | None = None,  # set: an Optuna search's budget of that many seconds stopped the job
 ) -> Path:
     """One job folder. `seconds` set = reached the target in that many training seconds (steps = 10×seconds)."""
     job = sweep / str(num)
@@ -111,6 +112,8 @@ def make_job(
             "git": {"commit": "abc", "dirty": False},
             "error": error,
         }
+        if budget is not None:
+            doc.update(schema_version=3, stopped_by="budget", budget_seconds=budget)
         (job / "summary.json").write_text(json.dumps(doc))
     if metrics == "full":
         write_metrics_csv(job / "metrics.csv", seconds, val_best=val_best)

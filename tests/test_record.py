@@ -87,6 +87,20 @@ def test_a_record_without_schema_version_is_read_as_version_1(tmp_path):
     )
 
 
+def test_a_version_2_record_is_read_without_a_budget_stop(tmp_path):
+    data = _summary().model_dump(mode="json")
+    for key in ("stopped_by", "budget_seconds"):
+        data.pop(key)
+    (tmp_path / "summary.json").write_text(json.dumps({**data, "schema_version": 2}))
+    summary = read_summary(tmp_path)
+    assert (summary.schema_version, summary.stopped_by, summary.budget_seconds) == (
+        SCHEMA_VERSION,
+        None,
+        None,
+    )
+    assert summary.status == "completed"
+
+
 @pytest.mark.parametrize(
     ("text", "says"),
     [

@@ -25,6 +25,7 @@ CSV_HEADER = [
     "config",
     "runs",
     "reached",
+    "pruned",
     "diverged",
     "failed",
     "median_seconds",
@@ -57,13 +58,42 @@ def test_report_csv_header_and_rows_exact(ranking):
         rows = list(csv.reader(f))
     assert rows[0][: len(CSV_HEADER)] == CSV_HEADER  # then the significance columns (test_significance.py)
     assert [row[: len(CSV_HEADER)] for row in rows[1:]] == [
-        ["optimizer=nesterov", "3", "3", "0", "0", "3", "30", "0.95", "1"],
-        ["optimizer=adam", "3", "3", "0", "0", "4", "40", "0.95", "2"],
-        ["optimizer=rmsprop", "3", "2", "0", "0", "1.25", "12.5", "0.95", "3"],
-        ["optimizer=sgd", "3", "1", "1", "1", "2", "20", "0.95", "4"],
-        ["optimizer=adagrad", "3", "0", "0", "0", "", "", "0.8", "5"],
-        ["optimizer=lamb", "3", "0", "0", "1", "", "", "0.85", "6"],  # the unfinished job counts as failed
+        ["optimizer=nesterov", "3", "3", "0", "0", "0", "3", "30", "0.95", "1"],
+        ["optimizer=adam", "3", "3", "0", "0", "0", "4", "40", "0.95", "2"],
+        ["optimizer=rmsprop", "3", "2", "0", "0", "0", "1.25", "12.5", "0.95", "3"],
+        ["optimizer=sgd", "3", "1", "0", "1", "1", "2", "20", "0.95", "4"],
+        ["optimizer=adagrad", "3", "0", "0", "0", "0", "", "", "0.8", "5"],
+        [
+            "optimizer=lamb",
+            "3",
+            "0",
+            "0",
+            "0",
+            "1",
+            "",
+            "",
+            "0.85",
+            "6",
+        ],  # the unfinished job counts as failed
     ]
+
+
+def test_pruned_runs_are_counted_apart_from_runs_that_never_reached(tmp_path):
+    sweep = tmp_path / "sweep"
+    make_job(sweep, 0, ["optimizer=adam", "seed=0"], seconds=1.0)
+    make_job(sweep, 1, ["optimizer=adam", "seed=1"], seconds=1.2)
+    make_job(sweep, 2, ["optimizer=sgd", "seed=0"], budget=2.0, val_best=0.9)  # stopped by the budget
+    make_job(sweep, 3, ["optimizer=sgd", "seed=1"], val_best=0.9)  # ran to the end, never reached
+    report = build_report(sweep, print_table=False)
+    sgd = report.rows[1]
+    assert (sgd.config, sgd.reached, sgd.pruned, sgd.failed) == ("optimizer=sgd", 0, 1, 0)
+    with report.csv_path.open(newline="") as f:
+        rows = {row["config"]: row for row in csv.DictReader(f)}
+    assert (rows["optimizer=sgd"]["pruned"], rows["optimizer=adam"]["pruned"]) == ("1", "0")
+    md = report.md_path.read_text()
+    pruned = md.split("## Pruned runs")[1].split("## ")[0]
+    assert "| 2 | optimizer=sgd | 0 |" in pruned and "| 3 |" not in pruned
+    assert "| 2 |" not in md.split("## Diverged, failed and unfinished runs")[1]  # not a problem run
 
 
 def test_failed_diverged_and_unfinished_runs_are_counted_and_listed(ranking):

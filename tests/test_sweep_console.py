@@ -67,7 +67,14 @@ def _summary(status: str, reached: bool = False, error: str | None = None, **fie
         time_to_target=TimeToTargetRecord(metric="val/acc", target=0.95, **fields.pop("ttt", {})),
         metrics=fields.pop("metrics", {}),
         error=error,
+        **_budget_stop(*fields.pop("budget", (None, None))),
     )
+
+
+def _budget_stop(train_seconds: float | None, budget: float | None) -> dict:
+    if budget is None:
+        return {}
+    return {"train_seconds": train_seconds, "stopped_by": "budget", "budget_seconds": budget}
 
 
 @pytest.mark.parametrize(
@@ -80,6 +87,10 @@ def _summary(status: str, reached: bool = False, error: str | None = None, **fie
         (
             _summary("completed", metrics={"val/acc": 0.9, "val/acc_best": 0.93}),
             "completed, target not reached (best val/acc 0.93)",
+        ),
+        (
+            _summary("completed", metrics={"val/acc_best": 0.91}, budget=(3.21, 2.5)),
+            "pruned (training seconds 3.21 over the budget 2.5 s; best val/acc 0.91)",
         ),
         (_summary("diverged", error="loss is nan\nat step 40"), "diverged: loss is nan at step 40"),
         (None, "no record"),

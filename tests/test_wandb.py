@@ -372,3 +372,15 @@ def test_wandb_sweep_script_creates_the_sweep_and_starts_an_agent(tmp_path):
         [script, "nope.yaml"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
     )
     assert missing.returncode == 2 and "nope.yaml" in missing.stderr
+
+
+def test_a_run_pruned_by_the_search_budget_says_so_in_its_summary():
+    from trainspeed.record.summary import Summary, TimeToTargetRecord
+    from trainspeed.tracking.wandb_logger import summary_fields
+
+    ttt = TimeToTargetRecord(metric="val/acc", target=0.95)
+    pruned = Summary(status="completed", reached_target=False, time_to_target=ttt, metrics={}, stopped_by="budget",
+                     budget_seconds=2.5)  # fmt: skip
+    assert (summary_fields(pruned)["stopped_by"], summary_fields(pruned)["budget_seconds"]) == ("budget", 2.5)
+    missed = pruned.model_copy(update={"stopped_by": None, "budget_seconds": None})
+    assert "stopped_by" not in summary_fields(missed)

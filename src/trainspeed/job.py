@@ -21,6 +21,7 @@ from trainspeed.record.run_folder import is_placement, last_logged
 from trainspeed.record.summary import Summary, build_summary, final_metrics, write_summary
 from trainspeed.resume import CheckpointState, checkpoint_state, checkpoint_to_resume
 from trainspeed.run_mode import resolve_run_mode, stop_reason
+from trainspeed.search.budget import read_stop
 from trainspeed.tracking.redact import scrub
 from trainspeed.tracking.wandb_logger import finish_wandb_runs, start_wandb_runs
 from trainspeed.training.classifier import Classifier
@@ -81,6 +82,7 @@ class JobRecorder:
             **self.test_metrics,
         }
         best = parts.time_to_target.best if parts else None
+        stop = read_stop(self.run_dir)  # written by the search budget's callback when it stopped the run
         return build_summary(
             status=status,
             time_to_target=parts.time_to_target.result if parts else None,
@@ -101,6 +103,7 @@ class JobRecorder:
             resolution_steps=parts.time_to_target.resolution_steps if parts else None,
             error=error,
             compile_seconds=self._compile_seconds(),
+            budget_seconds=stop.get("budget") if stop else None,
         )
 
     def _compile_seconds(self) -> float | None:

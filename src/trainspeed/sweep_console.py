@@ -154,7 +154,8 @@ def _number(value: Any) -> str:
 
 
 def outcome(summary: Summary | None) -> str:
-    """The job's result in a few words: time to target, else the best metric, else why it stopped."""
+    """The job's result in a few words: time to target, else the best metric (and, for a job the search's budget
+    stopped, that it was pruned), else why it stopped."""
     if summary is None:
         return "no record"
     ttt = summary.time_to_target
@@ -162,8 +163,11 @@ def outcome(summary: Summary | None) -> str:
         return f"{summary.status}, target in {_number(ttt.seconds)} s ({ttt.steps} steps)"
     if summary.status == "completed":
         metric = ttt.metric or "val/acc"
-        best = summary.metrics.get(f"{metric}_best", summary.metrics.get(metric))
-        return f"completed, target not reached (best {metric} {_number(best)})"
+        best = f"best {metric} {_number(summary.metrics.get(f'{metric}_best', summary.metrics.get(metric)))}"
+        if summary.stopped_by == "budget":
+            over = f"training seconds {_number(summary.train_seconds)} over the budget {_number(summary.budget_seconds)}"
+            return f"pruned ({over} s; {best})"
+        return f"completed, target not reached ({best})"
     error = " ".join((summary.error or "").split())
     return f"{summary.status}: {error[:160]}" if error else summary.status
 

@@ -2,7 +2,7 @@
 definition (`Summary`) that builds, writes and reads it.
 
 The file states its `schema_version`. A file without one was written before the field existed (version 1, the
-same fields) and is read as such; a file from a newer trainspeed, a truncated file or one that is not a summary
+same fields) and is read as such, as is an older version (the fields it lacks are null); a file from a newer trainspeed, a truncated file or one that is not a summary
 raises a `RecordError` with one line naming the file and what is wrong.
 """
 
@@ -20,10 +20,13 @@ from trainspeed.record.atomic import write_atomic
 from trainspeed.record.environment import command_line, git_state, package_versions
 
 SUMMARY_FILE = "summary.json"
-SCHEMA_VERSION = 2  # 2: schema_version, run_mode and compile_seconds added to version 1's fields
+SCHEMA_VERSION = (
+    3  # 2: schema_version, run_mode and compile_seconds added to version 1's; 3: stopped_by, budget_seconds
+)
 FINAL_METRICS = ("val/acc", "val/acc_best", "val/loss", "test/acc", "test/loss", "train/loss")
 
 Status = Literal["completed", "diverged", "failed"]
+StoppedBy = Literal["budget"]  # what stopped a run before its own stop condition: an Optuna search's budget
 DONE: tuple[Status, ...] = ("completed", "diverged")  # a run that needs no more training
 
 
@@ -77,6 +80,10 @@ class Summary(_Record):
     git: GitRecord = GitRecord()
     command: list[str] | None = None
     error: str | None = None
+    # set when a search's pruning budget stopped the run (its trial is pruned): null for a run that stopped by its
+    # own condition (target, epochs / steps, divergence), and in records written before version 3
+    stopped_by: StoppedBy | None = None
+    budget_seconds: float | None = None  # the budget (training seconds) it went over
 
     @property
     def done(self) -> bool:
@@ -147,9 +154,11 @@ def build_summary(
     resolution_steps: int | None = None,
     compile_seconds: float | None = None,
     error: str | None = None,
+    budget_seconds: float | None = None,
 ) -> Summary:
     """The record of a run that ends now, with the environment it ran in; time fields are null when the target
-    was not reached (the validation cadence, `resolution_steps`, is stated either way)."""
+    was not reached (the validation cadence, `resolution_steps`, is stated either way). `budget_seconds`: the
+    search budget that stopped the run (then `stopped_by` is "budget")."""
     reached = {"resolution_steps": resolution_steps, **(time_to_target or {})}
     return Summary(
         status=status,
@@ -171,6 +180,8 @@ def build_summary(
         git=GitRecord(**git_state()),
         command=command_line(),
         error=error,
+        stopped_by=None if budget_seconds is None else "budget",
+        budget_seconds=budget_seconds,
     )
 
 

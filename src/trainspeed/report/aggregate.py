@@ -4,7 +4,8 @@ Ranking rule (RANK_RULE, printed under the report's table): configurations whose
 come first, by median time-to-target seconds (then median steps); the others follow, by the fraction of runs that
 reached, then the fraction that failed (fewest first: a configuration whose jobs failed or never finished is not
 a result, however far its partial metrics got), then median seconds of the runs that reached, then best validation
-accuracy. Diverged, failed and unfinished runs count as runs that did not reach.
+accuracy. Diverged, failed, unfinished and pruned runs (stopped by an Optuna search's budget) count as runs that did
+not reach; the counts keep them apart.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ class ConfigResult:
     @property
     def reached(self) -> int:
         return sum(r.reached for r in self.runs)
+
+    @property
+    def pruned(self) -> int:
+        """Runs an Optuna search's budget stopped: slower than its best trial x the factor, not failures."""
+        return sum(r.pruned for r in self.runs)
 
     @property
     def diverged(self) -> int:

@@ -40,6 +40,7 @@ class Run:
     overrides: list[str] | None  # None when the job records no overrides at all
     seed: str | None
     reached: bool = False
+    pruned: bool = False  # an Optuna search's budget stopped it (summary stopped_by "budget"): not reached
     seconds: float | None = None
     steps: float | None = None
     val_acc_best: float | None = None
@@ -121,6 +122,7 @@ def load_run(job_dir: Path) -> Run:
         run.seconds = _number(ttt.seconds)
         run.steps = _number(ttt.steps)
         run.reached = summary.reached_target and run.seconds is not None
+        run.pruned = not run.reached and summary.stopped_by == "budget"
         run.val_acc_best = _number(summary.metrics.get("val/acc_best"))
     if run.val_acc_best is None:
         # a run without a summary still shows how far it got

@@ -16,6 +16,7 @@ RANK_HEADERS = [
     "configuration",
     "runs",
     "reached",
+    "pruned",
     "diverged",
     "failed",
     "median s (reached)",
@@ -35,6 +36,7 @@ def ranking_row(c: ConfigResult) -> list[str]:
         c.config,
         str(c.n_runs),
         str(c.reached),
+        str(c.pruned),
         str(c.diverged),
         failed,
         fmt(c.median_seconds),
@@ -66,6 +68,23 @@ def _problem_rows(ranked: list[ConfigResult]) -> list[list[str]]:
     return rows
 
 
+def _pruned_blocks(ranked: list[ConfigResult]) -> list[Block]:
+    """The runs the search's budget stopped, apart from the problems: slow settings, not broken ones."""
+    rows = [[r.job, c.config, r.seed or "", fmt(r.val_acc_best)] for c in ranked for r in c.runs if r.pruned]
+    if not rows:
+        return []
+    text = (
+        "Stopped by the Optuna search's budget at a validation once their training seconds exceeded the best "
+        'finished trial\'s median x prune_factor (summary.json: stopped_by "budget"): slower than the best '
+        "setting found, not failures of a technique."
+    )
+    return [
+        ("h2", "Pruned runs"),
+        ("p", text),
+        ("table", ["job", "configuration", "seed", "best val acc"], rows),
+    ]
+
+
 def blocks(
     sweep_dir: Path,
     runs: list[Run],
@@ -91,7 +110,9 @@ def blocks(
             "p",
             f"Times are training seconds to the target (evaluation and start-up excluded). {RANK_RULE} "
             "Medians and min–max are over the runs that reached the target; failed counts the jobs whose "
-            "summary says failed and the jobs that never wrote a summary (unfinished, in brackets).",
+            "summary says failed and the jobs that never wrote a summary (unfinished, in brackets); pruned counts "
+            "the runs an Optuna search's budget stopped once slower than its best trial x prune_factor (they did "
+            "not reach the target because they were stopped, not because they could not).",
         ),
     ]
     if significance is not None:
@@ -137,6 +158,7 @@ def blocks(
         "train_loss_vs_step.png": "training loss vs step",
     }
     out += [("img", caption, name) for name, caption in captions.items() if name in plot_names]
+    out += _pruned_blocks(ranked)
     problems = _problem_rows(ranked)
     out.append(("h2", "Diverged, failed and unfinished runs"))
     if problems:

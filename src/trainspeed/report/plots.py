@@ -140,7 +140,7 @@ def time_to_target_bars(ranked: list[ConfigResult]) -> bytes:
     ys = np.arange(len(ranked))[::-1]
     reached_max = max((c.max_seconds or 0.0 for c in ranked), default=0.0) or 1.0
     for y, c in zip(ys, ranked, strict=True):
-        note = f"{c.reached}/{c.n_runs} reached"
+        note = f"{c.reached}/{c.n_runs} reached" + (f", {c.pruned} pruned" if c.pruned else "")
         if c.median_seconds is None:
             ax.text(0, y, f"  not reached ({note})", va="center", color="firebrick", fontsize="small")
             continue

@@ -21,6 +21,7 @@ def ranking_table(ranked: list[ConfigResult], title: str, significance: Signific
         "config",
         "runs",
         "reached",
+        "pruned",
         "diverged",
         "failed",
         "median s (reached)",
@@ -33,12 +34,14 @@ def ranking_table(ranked: list[ConfigResult], title: str, significance: Signific
         for name in significance_text.TERMINAL_HEADERS:
             table.add_column(name, justify="right", overflow="fold")
     for c in ranked:
-        style = None if c.all_reached else ("red" if c.reached == 0 else "yellow")
+        # red: never reached in any run; a configuration stopped by the search's budget was slow, not broken
+        style = None if c.all_reached else ("red" if c.reached == 0 and c.pruned == 0 else "yellow")
         table.add_row(
             str(c.rank),
             c.config,
             str(c.n_runs),
             str(c.reached),
+            str(c.pruned),
             str(c.diverged),
             str(c.failed),
             fmt(c.median_seconds),

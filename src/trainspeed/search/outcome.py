@@ -40,7 +40,7 @@ def job_status(job_dir: Path) -> tuple[str, float | None, float]:
     train_seconds = float(summary.train_seconds or 0.0)
     if summary.reached_target and summary.time_to_target.seconds is not None:
         return "reached", float(summary.time_to_target.seconds), train_seconds
-    if read_stop(job_dir) is not None:
+    if summary.stopped_by == "budget" or read_stop(job_dir) is not None:  # the file: records before version 3
         return "pruned", None, train_seconds
     return ("diverged" if summary.status == "diverged" else "missed"), None, train_seconds
 

@@ -32,7 +32,7 @@ _unreachable: str | None = None  # why the W&B server could not be reached, once
 
 def summary_fields(summary: Summary) -> dict[str, Any]:
     """summary.json's outcome as flat W&B summary keys: status, reached_target, time_to_target/*, final and best
-    metrics, time and step counts."""
+    metrics, time and step counts, and `stopped_by` / `budget_seconds` for a run the search's budget stopped."""
     fields: dict[str, Any] = {"status": summary.status, "reached_target": summary.reached_target}
     fields.update({f"time_to_target/{k}": v for k, v in summary.time_to_target.model_dump().items()})
     fields.update(summary.metrics)
@@ -45,6 +45,10 @@ def summary_fields(summary: Summary) -> dict[str, Any]:
     )
     if summary.compile_seconds is not None:
         fields["compile_seconds"] = summary.compile_seconds
+    if (
+        summary.stopped_by is not None
+    ):  # pruned by a search's budget: not a run that could not reach the target
+        fields.update(stopped_by=summary.stopped_by, budget_seconds=summary.budget_seconds)
     return fields
 
 
