@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -18,7 +20,10 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from trainspeed.record.summary import Summary, TimeToTargetRecord, write_summary
 from trainspeed.search.budget import STOPPED_FILE, write_budget
 from trainspeed.search.outcome import trial_outcome
+from trainspeed.search.settings import SearchSettings
 from trainspeed.search.space import parse_space
+from trainspeed.search.study import open_study
+from trainspeed.sweep_console import outcome
 
 # a quick search: the digits MLP at learning rates that reach 95 % within a few epochs
 QUICK = [
@@ -113,6 +118,50 @@ def test_the_budget_stops_a_real_job_at_its_first_validation(make_config, tmp_pa
     assert summary.steps == 5 and not summary.reached_target
     stop = json.loads((Path(cfg.hydra.runtime.output_dir) / STOPPED_FILE).read_text())
     assert stop["budget"] == 1e-9 and stop["train_seconds"] > 0
+    # the record says the budget stopped it, and the sweep's job line says pruned, not "target not reached"
+    on_disk = json.loads((Path(cfg.hydra.runtime.output_dir) / "summary.json").read_text())
+    assert (on_disk["status"], on_disk["stopped_by"], on_disk["budget_seconds"]) == (
+        "completed",
+        "budget",
+        1e-9,
+    )
+    assert outcome(summary).startswith(
+        f"pruned (training seconds {summary.train_seconds:.4g} over the budget 1e-09 s"
+    )
+
+
+def _settings(**changes) -> SearchSettings:
+    return SearchSettings(
+        study_name="s", storage=None, n_trials=4, n_jobs=1, seeds=[0], prune_factor=None, **changes
+    )
+
+
+def _ask(study: optuna.Study, space, n: int) -> list[dict]:
+    """n trials' parameters, each told a finite value (as if it reached the target)."""
+    asked = []
+    for _ in range(n):
+        trial = study.ask()
+        asked.append(space.suggest(trial))
+        study.tell(trial, 1.0)
+    return asked
+
+
+@pytest.mark.parametrize("sampler", ["TPESampler", "RandomSampler"])
+def test_a_continued_seeded_study_samples_new_points_and_stays_reproducible(tmp_path, sampler):
+    space = parse_space(
+        OverridesParser.create(), {"lr": "tag(log, interval(1e-4, 1))", "m": "interval(0, 1)"}, []
+    )
+    settings = _settings(sampler_name=sampler, sampler_seed=0)
+    first = _ask(open_study(settings, tmp_path / "a"), space, 4)
+    continued = _ask(open_study(settings, tmp_path / "a"), space, 2)  # a relaunch onto the same study
+    assert not any(p in first for p in continued)  # not trials 0 and 1 again
+    # a fresh study with the same seed repeats the first launch, and its continuation the second
+    assert _ask(open_study(settings, tmp_path / "b"), space, 4) == first
+    assert _ask(open_study(settings, tmp_path / "b"), space, 2) == continued
+    assert (
+        len(optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'a' / 'optuna.db'}").trials)
+        == 6
+    )
 
 
 def _study(sweep: Path, storage: str | None = None) -> optuna.Study:
@@ -153,7 +202,12 @@ def test_relaunch_adds_trials_to_the_same_study(tmp_path):
         result = run_cli(args, cwd=tmp_path, timeout=1200)
         assert result.returncode == 0, result.stderr[-3000:]
     sweep = tmp_path / "sweep"
-    assert len(_study(sweep).trials) == 4
+    trials = _study(sweep).trials
+    assert len(trials) == 4
+    assert trials[2].params not in (
+        trials[0].params,
+        trials[1].params,
+    )  # seeded, yet not the same trials again
     assert sorted(int(p.name) for p in sweep.glob("[0-9]*")) == [0, 1, 2, 3]  # new jobs, none re-used
     assert len(json.loads((sweep / "optuna" / "study.json").read_text())["trials"]) == 4
 
@@ -229,3 +283,42 @@ def test_study_report_part_from_the_study_file(tmp_path):
     ]
     best = min(record["trials"][1:], key=lambda t: t["value"])
     assert any(b[0] == "p" and f"Best trial: #{best['number']}" in b[1] for b in blocks)
+
+
+def test_the_trials_table_tells_job_folders_of_two_sweeps_on_one_storage_apart(tmp_path):
+    from trainspeed.report.study import study_blocks, write_study_record
+
+    sweep, other = tmp_path / "sweep0", tmp_path / "sweep1"
+    study = optuna.create_study(study_name="shared", sampler=optuna.samplers.RandomSampler(seed=0))
+    for folder in (sweep / "0", other / "0"):  # each process numbers its jobs from 0 in its own sweep folder
+        trial = study.ask()
+        trial.suggest_float("lr", 1e-3, 1.0, log=True)
+        trial.set_user_attr("jobs", [str(folder)])
+        study.tell(trial, 1.0)
+    write_study_record(study, sweep)
+    table = next(b for b in study_blocks(sweep, []) if b[0] == "table")
+    assert [row[-1] for row in table[2]] == ["0", str(other / "0")]
+
+
+def test_ctrl_c_fails_the_trial_with_its_job_linked_and_the_study_recorded(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = [*QUICK, "hydra.sweeper.n_trials=2", "trainer.max_epochs=1000", "target.stop=false"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trainspeed.train", *args, f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**__import__("os").environ, "WANDB_MODE": "offline", "PYTHONPATH": str(REPO / "src")},
+        # a shell that started the tests in the background may have SIGINT ignored: Ctrl-C must reach the run
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while not (sweep / "0" / "checkpoints" / "best.ckpt").exists() and proc.poll() is None:
+        assert time.monotonic() < deadline, "training did not start"
+        time.sleep(0.05)  # polling for a file, not waiting for time to pass
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-3000:]
+    (trial,) = _study(sweep).trials  # the second trial was never asked
+    assert trial.state.name == "FAIL" and trial.user_attrs["status"] == "interrupted"
+    assert trial.user_attrs["jobs"] == [str(sweep / "0")]
+    (recorded,) = json.loads((sweep / "optuna" / "study.json").read_text())["trials"]
+    assert (recorded["state"], recorded["jobs"]) == ("FAIL", [str(sweep / "0")])

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,30 +17,17 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from trainspeed.errors import TrainspeedError
+
 log = logging.getLogger("trainspeed")
 
 
 class TrainspeedOptunaSweeper(Sweeper):
     """Runs `n_trials` Optuna trials, each one job per seed, through the configured Hydra launcher."""
 
-    def __init__(
-        self,
-        study_name: str,
-        storage: str | None,
-        n_trials: int,
-        n_jobs: int,
-        seeds: Sequence[int],
-        sampler: DictConfig,
-        prune_factor: float | None,
-        params: DictConfig | None,
-        enqueue: Sequence[DictConfig] | None = None,
-    ) -> None:
-        self.study_name, self.storage = study_name, storage
-        self.n_trials, self.n_jobs, self.seeds = int(n_trials), max(1, int(n_jobs)), list(seeds)
-        self.sampler = OmegaConf.to_container(sampler, resolve=True) if sampler is not None else {}
-        self.prune_factor = float(prune_factor) if prune_factor else None
-        self.params = OmegaConf.to_container(params, resolve=True) if params is not None else {}
-        self.enqueue = [OmegaConf.to_container(e, resolve=True) for e in (enqueue or [])]
+    def __init__(self, **settings: Any) -> None:
+        # kept as given: trainspeed.search.settings checks them in sweep(), where a refusal can be one line
+        self.settings = settings
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.returns: list[Sequence[JobReturn]] = []
@@ -63,43 +52,40 @@ class TrainspeedOptunaSweeper(Sweeper):
         return folders
 
     def sweep(self, arguments: list[str]) -> Any:
-        import optuna
+        """The search; a bad setting ends it with one line naming it and exit code 2, before any trial."""
+        try:
+            return self._sweep(arguments)
+        except TrainspeedError as err:
+            if os.environ.get("HYDRA_FULL_ERROR"):
+                raise
+            print(f"trainspeed: error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
 
+    def _sweep(self, arguments: list[str]) -> Any:
         from trainspeed.report.study import write_study_record
+        from trainspeed.search.sampler import check_sampler_space
+        from trainspeed.search.settings import search_settings
         from trainspeed.search.space import parse_space
-        from trainspeed.search.study import make_sampler, open_storage, run_trials
+        from trainspeed.search.study import open_study, run_trials
 
         assert self.config is not None and self.hydra_context is not None
+        settings = search_settings(OmegaConf.to_container(OmegaConf.create(self.settings), resolve=True))
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        space = parse_space(parser, settings.params, arguments, default_seeds=settings.seeds)
+        check_sampler_space(settings.sampler_name, space.distributions)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        study = open_study(settings, sweep_dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        space = parse_space(parser, self.params, arguments)
-        if not any(a.split("=", 1)[0] == "seed" for a in arguments) and "seed" not in self.params:
-            space.seeds = self.seeds
-        sampler = make_sampler(
-            str(self.sampler.get("name", "TPESampler")),
-            self.sampler.get("seed"),
-            self.sampler.get("kwargs") or {},
-        )
-        study = optuna.create_study(
-            study_name=self.study_name,
-            storage=open_storage(self.storage, sweep_dir),
-            sampler=sampler,
-            direction="minimize",
-            load_if_exists=True,  # a relaunch, or another process on the same storage, continues the study
-        )
         log.info(
             "Optuna study %r: %d trial(s) so far, adding %d (%d seed(s) each)",
-            self.study_name,
+            settings.study_name,
             len(study.trials),
-            self.n_trials,
+            settings.n_trials,
             len(space.seeds),
         )
-        for params in self.enqueue:
-            study.enqueue_trial(params, skip_if_exists=True)
+        for trial_params in settings.enqueue:
+            study.enqueue_trial(trial_params, skip_if_exists=True)
         record = lambda s: write_study_record(s, sweep_dir)  # noqa: E731  (the report reads it, also mid-sweep)
-        run_trials(
-            study, space, self._launch, sweep_dir, self.n_trials, self.n_jobs, self.prune_factor, record
-        )
+        run_trials(study, space, self._launch, sweep_dir, settings, record)
         return self.returns

@@ -170,6 +170,16 @@ def _status_text(trial: dict[str, Any]) -> str:
     return trial["status"]
 
 
+def job_text(job: str, sweep_dir: Path) -> str:
+    """A trial's job folder relative to the sweep folder (`3`), in full when outside it: trials of a storage shared
+    by several sweep folders are told apart."""
+    path = Path(job)
+    try:
+        return str(path.resolve().relative_to(Path(sweep_dir).resolve()))
+    except ValueError:
+        return str(path)
+
+
 def study_blocks(sweep_dir: Path, plot_names: list[str]) -> list[tuple]:
     """Report blocks for the study, or none when the sweep was not an Optuna search."""
     record = read_study_record(sweep_dir)
@@ -195,7 +205,7 @@ def study_blocks(sweep_dir: Path, plot_names: list[str]) -> list[tuple]:
     rows = [
         [t["number"], _status_text(t), _cell(t["value"])]
         + [_cell(t["params"].get(k)) for k in keys]
-        + [" ".join(Path(j).name for j in t["jobs"])]
+        + [" ".join(job_text(j, sweep_dir) for j in t["jobs"])]
         for t in trials
     ]
     out.append(("table", ["trial", "status", "median s", *keys, "jobs"], rows))

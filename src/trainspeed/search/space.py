@@ -14,6 +14,7 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
+from hydra.errors import OverrideParseException
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -23,6 +24,10 @@ from optuna.distributions import (
 from optuna.trial import BaseTrial
 
 from trainspeed.errors import ConfigError
+from trainspeed.validation.schemas import TOP_LEVEL
+
+PARAMS = "hydra.sweeper.params"
+SEED = TOP_LEVEL["seed"]  # the seeds every trial runs are job seeds
 
 PRIMITIVE = (str, int, float, bool, type(None))
 
@@ -59,11 +64,11 @@ def _override_value(value: Any) -> str:
     return "null" if value is None else str(value)
 
 
-def _categorical(key: str, values: list[Any]) -> CategoricalDistribution:
+def _categorical(key: str, text: str, values: list[Any]) -> CategoricalDistribution:
     # Optuna stores only primitive choices: a list such as betas [0.9,0.999] is kept as its override text
     choices = [v if isinstance(v, PRIMITIVE) else _list_text(v) for v in values]
     if not choices:
-        raise ConfigError(f"hydra.sweeper.params.{key}", values, "at least one choice")
+        raise ConfigError(key, text, "choice(...) or range(...) with at least one value")
     return CategoricalDistribution(choices)
 
 
@@ -73,40 +78,74 @@ def _list_text(value: Any) -> str:
     return _override_value(value)
 
 
-def _distribution(override: Override) -> BaseDistribution:
-    key = override.get_key_element()
+def _distribution(override: Override, where: str, text: str) -> BaseDistribution:
+    """The Optuna distribution of a sweep override; `where` and `text` are the key and the value as the user
+    wrote them (for errors)."""
     sweep = override.value()
     if isinstance(sweep, ChoiceSweep):
-        return _categorical(key, list(override.sweep_iterator()))
+        return _categorical(where, text, list(override.sweep_iterator()))
     if isinstance(sweep, RangeSweep):
         values = list(override.sweep_iterator())
         if all(isinstance(v, int) for v in values) and len(values) > 1:
             return IntDistribution(values[0], values[-1], step=values[1] - values[0])
-        return _categorical(key, values)
+        return _categorical(where, text, values)
     if isinstance(sweep, IntervalSweep):
-        log = "log" in sweep.tags
-        if "int" in sweep.tags:
-            return IntDistribution(int(sweep.start), int(sweep.end), log=log)
-        return FloatDistribution(float(sweep.start), float(sweep.end), log=log)
+        return _interval(sweep, where, text)
     raise ConfigError(
-        f"hydra.sweeper.params.{key}",
-        override.get_value_element_as_str(),
+        where,
+        text,
         "choice(...), range(...), interval(a, b) (tag(log, ...) for a log scale) or a plain value",
     )
 
 
-def parse_space(parser: OverridesParser, params: Mapping[str, Any], arguments: Iterable[str]) -> SearchSpace:
-    """The search space from the sweeper's `params` and the command line (which wins for the same key)."""
-    texts = {str(k): f"{k}={v}" for k, v in (params or {}).items()}
+def _interval(sweep: IntervalSweep, where: str, text: str) -> BaseDistribution:
+    """interval(a, b) as a float or (tag int) integer distribution; Optuna's bounds refused as a ConfigError."""
+    log, integer = "log" in sweep.tags, "int" in sweep.tags
+    low = "1 ≤ a" if log and integer else "0 < a" if log else "a"
+    accepted = f"{'tag(log, ' if log else ''}interval(a, b){')' if log else ''} with {low} ≤ b"
+    try:
+        if integer:
+            return IntDistribution(int(sweep.start), int(sweep.end), log=log)
+        return FloatDistribution(float(sweep.start), float(sweep.end), log=log)
+    except ValueError as err:
+        raise ConfigError(where, text, accepted, problem=str(err).splitlines()[0]) from None
+
+
+def _parse(parser: OverridesParser, text: str, where: str) -> Override:
+    try:
+        return parser.parse_override(text)
+    except OverrideParseException as err:
+        value = text.split("=", 1)[-1]
+        accepted = "choice(...), range(...), interval(a, b), tag(log, interval(a, b)) or a plain value"
+        raise ConfigError(where, value, accepted, problem=str(err).splitlines()[0]) from None
+
+
+def parse_space(
+    parser: OverridesParser,
+    params: Mapping[str, Any],
+    arguments: Iterable[str],
+    default_seeds: Iterable[int] = (0,),
+) -> SearchSpace:
+    """The search space from the sweeper's `params` and the command line (which wins for the same key); the seeds
+    are a `seed` override's values, else `default_seeds` (hydra.sweeper.seeds)."""
+    texts = {str(k): (f"{PARAMS}.{k}", f"{k}={v}") for k, v in (params or {}).items()}
     for override in parser.parse_overrides(list(arguments)):
-        texts[override.get_key_element()] = override.input_line or ""
-    space = SearchSpace()
-    for key, override in ((k, parser.parse_override(t)) for k, t in texts.items()):
+        key = override.get_key_element()
+        texts[key] = (key, override.input_line or "")
+    space = SearchSpace(seeds=list(default_seeds))
+    for key, (where, text) in texts.items():
+        override, value = _parse(parser, text, where), text.split("=", 1)[-1]
         if key == "seed":
             seeds = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
-            space.seeds = [int(s) for s in seeds]
+            space.seeds = _seeds(seeds, where, value)
         elif override.is_sweep_override():
-            space.distributions[key] = _distribution(override)
+            space.distributions[key] = _distribution(override, where, value)
         else:
             space.fixed.append(override.input_line or f"{key}={override.get_value_element_as_str()}")
     return space
+
+
+def _seeds(values: list[Any], where: str, text: str) -> list[int]:
+    if not values or not all(SEED.ok(v) for v in values):
+        raise ConfigError(where, text, f"one or more seeds, each {SEED.accepted}")
+    return [int(v) for v in values]

@@ -12,7 +12,6 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -20,6 +19,8 @@ from optuna.trial import TrialState
 from trainspeed.errors import ConfigError
 from trainspeed.search.budget import write_budget
 from trainspeed.search.outcome import TrialOutcome, trial_outcome
+from trainspeed.search.sampler import make_sampler, sampler_seed
+from trainspeed.search.settings import SearchSettings
 from trainspeed.search.space import SearchSpace
 
 log = logging.getLogger("trainspeed")
@@ -28,10 +29,29 @@ DB_FILE = "optuna.db"
 JOURNAL = "journal:"
 
 
+STORAGE_KEY = "hydra.sweeper.storage"
+STORAGE_ACCEPTED = (
+    "null (optuna.db in the sweep folder), an Optuna RDB URL whose driver is installed (sqlite:///path.db, "
+    "postgresql://user@host/db, mysql://user@host/db) or journal:<file>"
+)
+
+
 def open_storage(url: str | None, sweep_dir: Path) -> optuna.storages.BaseStorage:
     """An SQLite file in the sweep folder by default; any Optuna RDB URL; `journal:<file>` for Optuna's journal
-    file (the storage Optuna recommends for several processes writing one study without a database server)."""
+    file (the storage Optuna recommends for several processes writing one study without a database server).
+    A storage that cannot be opened is a ConfigError naming hydra.sweeper.storage."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return _open_storage(url, sweep_dir)
+    except (ImportError, ValueError, OSError, SQLAlchemyError) as err:
+        problem = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConfigError(STORAGE_KEY, url, STORAGE_ACCEPTED, problem=problem) from None
+
+
+def _open_storage(url: str | None, sweep_dir: Path) -> optuna.storages.BaseStorage:
     if not url:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{(sweep_dir / DB_FILE).resolve()}"
     if url.startswith(JOURNAL):
         from optuna.storages import JournalStorage
@@ -45,13 +65,21 @@ def open_storage(url: str | None, sweep_dir: Path) -> optuna.storages.BaseStorag
     return optuna.storages.RDBStorage(url, engine_kwargs=engine)
 
 
-def make_sampler(name: str, seed: int | None, kwargs: dict[str, Any]) -> optuna.samplers.BaseSampler:
-    """Any sampler of optuna.samplers by class name (TPESampler, RandomSampler, CmaEsSampler, QMCSampler, ...)."""
-    names = sorted(n for n in dir(optuna.samplers) if n.endswith("Sampler") and n != "BaseSampler")
-    if name not in names:
-        raise ConfigError("hydra.sweeper.sampler.name", name, ", ".join(names))
-    sampler_class = getattr(optuna.samplers, name)
-    return sampler_class(**({"seed": seed} if seed is not None else {}), **kwargs)
+def open_study(settings: SearchSettings, sweep_dir: Path) -> optuna.Study:
+    """The study `study_name` of the storage, created when new, with this launch's sampler: seeded with the
+    configured seed for a study without trials, else with one derived from the trials already in it, so that a
+    continued study does not ask the same points again (search/sampler.py)."""
+    storage = open_storage(settings.storage, sweep_dir)
+    study = optuna.create_study(
+        study_name=settings.study_name,
+        storage=storage,
+        sampler=optuna.samplers.RandomSampler(),  # replaced below, once the trials so far are known
+        direction="minimize",
+        load_if_exists=True,  # a relaunch, or another process on the same storage, continues the study
+    )
+    seed = sampler_seed(settings.sampler_seed, len(study.get_trials(deepcopy=False)))
+    sampler = make_sampler(settings.sampler_name, seed, settings.sampler_kwargs)
+    return optuna.load_study(study_name=settings.study_name, storage=storage, sampler=sampler)
 
 
 def next_job_index(sweep_dir: Path) -> int:
@@ -72,17 +100,28 @@ def update_budget(study: optuna.Study, sweep_dir: Path, prune_factor: float | No
     write_budget(sweep_dir, best * prune_factor if best is not None and prune_factor else None)
 
 
-def tell(study: optuna.Study, trial: optuna.Trial, seeds: list[int], outcome: TrialOutcome) -> None:
+def tell(study: optuna.Study, trial: optuna.Trial, seeds: list[int], outcome: TrialOutcome) -> bool:
+    """Tell the trial its outcome; True when the sampler says the search space is exhausted."""
     for key, value in (("status", outcome.status), ("seeds", seeds), ("seconds", outcome.seconds)):
         trial.set_user_attr(key, value)
     trial.set_user_attr("jobs", outcome.jobs)
     if outcome.status == "pruned":
         trial.report(outcome.train_seconds, step=0)
-        study.tell(trial, state=TrialState.PRUNED)
-    else:
-        study.tell(trial, outcome.value)
     shown = f"{outcome.value:.4g} s" if math.isfinite(outcome.value) else outcome.status
     log.info("trial %d: %s -> %s (%s)", trial.number, trial.params, shown, outcome.status)
+    try:
+        if outcome.status == "pruned":
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, outcome.value)
+    except RuntimeError as err:
+        # an exhaustive sampler (BruteForceSampler) calls Study.stop once every point was tried, which Optuna
+        # refuses outside study.optimize; the trial is stored by then (Optuna stores it in a `finally`)
+        if "Study.stop" not in str(err):
+            raise
+        log.info("the sampler has tried every point of the search space: the study stops")
+        return True
+    return False
 
 
 JobLauncher = Callable[[Sequence[Sequence[str]], int], list[Path]]
@@ -93,34 +132,70 @@ def run_trials(
     space: SearchSpace,
     launch: JobLauncher,
     sweep_dir: Path,
-    n_trials: int,
-    n_jobs: int,
-    prune_factor: float | None,
+    settings: SearchSettings,
     after_batch: Callable[[optuna.Study], None] | None = None,
 ) -> None:
-    """Ask `n_jobs` trials at a time, launch every trial's seeds together, tell each trial its outcome.
+    """Ask `n_jobs` trials at a time, launch every trial's seeds together, tell each trial its outcome;
+    `after_batch(study)` after each batch (the study record), also when a batch ends in an error or Ctrl-C.
 
     `launch(overrides, first_job_index)` runs the jobs and returns their folders in order.
     """
     job_index = next_job_index(sweep_dir)
-    update_budget(study, sweep_dir, prune_factor)
+    update_budget(study, sweep_dir, settings.prune_factor)
+    per_trial = len(space.seeds)
     done = 0
-    while done < n_trials:
-        trials = [study.ask() for _ in range(min(n_jobs, n_trials - done))]
-        params = [space.suggest(trial) for trial in trials]
-        batch = [job for p in params for job in space.job_overrides(p)]
-        try:
+    while done < settings.n_trials:
+        trials = [study.ask() for _ in range(min(settings.n_jobs, settings.n_trials - done))]
+        # Hydra's folders of the jobs (hydra.sweep.subdir = job number) until the launcher returns its own
+        folders = [sweep_dir.absolute() / str(job_index + i) for i in range(len(trials) * per_trial)]
+        launched, told, exhausted = False, 0, False
+        try:  # from the first ask to the last tell: no trial is left "running" forever
+            batch = [job for trial in trials for job in space.job_overrides(space.suggest(trial))]
+            launched = True
             folders = launch(batch, job_index)
-        except BaseException:  # a broken launch or Ctrl-C: no trial left "running" forever
-            for trial in trials:
-                study.tell(trial, state=TrialState.FAIL)
+            job_index += len(batch)
+            for i, trial in enumerate(trials):
+                outcome = trial_outcome(folders[i * per_trial : (i + 1) * per_trial])
+                exhausted = tell(study, trial, space.seeds, outcome) or exhausted
+                told += 1
+        except BaseException as err:  # a broken launch, a crash here, or Ctrl-C
+            for i, trial in enumerate(trials[told:], start=told):
+                jobs = folders[i * per_trial : (i + 1) * per_trial] if launched else []
+                tell_stopped(study, trial, space.seeds, [j for j in jobs if j.exists()], err)
+            if after_batch is not None:
+                _record_anyway(after_batch, study)
             raise
-        job_index += len(batch)
-        per_trial = len(space.seeds)
-        for i, trial in enumerate(trials):
-            outcome = trial_outcome(folders[i * per_trial : (i + 1) * per_trial])
-            tell(study, trial, space.seeds, outcome)
-        update_budget(study, sweep_dir, prune_factor)
+        update_budget(study, sweep_dir, settings.prune_factor)
         done += len(trials)
         if after_batch is not None:
             after_batch(study)
+        if exhausted:
+            return
+
+
+def _interrupted(err: BaseException) -> bool:
+    """Ctrl-C: in the sweeper itself, or in a job, which ends with exit code 130 (trainspeed.train)."""
+    return isinstance(err, KeyboardInterrupt) or (isinstance(err, SystemExit) and err.code == 130)
+
+
+def tell_stopped(
+    study: optuna.Study, trial: optuna.Trial, seeds: list[int], jobs: list[Path], err: BaseException
+) -> None:
+    """Tell a trial whose batch did not finish as failed, its job folders linked (those that were started)."""
+    status = "interrupted" if _interrupted(err) else "failed"
+    try:
+        trial.set_user_attr("status", status)
+        trial.set_user_attr("seeds", seeds)
+        trial.set_user_attr("jobs", [str(j) for j in jobs])
+        if status == "failed":
+            trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:500])
+        study.tell(trial, state=TrialState.FAIL)
+    except Exception as tell_err:  # the storage itself may be what broke: the original error matters more
+        log.warning("trial %d could not be marked failed: %s", trial.number, tell_err)
+
+
+def _record_anyway(after_batch: Callable[[optuna.Study], None], study: optuna.Study) -> None:
+    try:
+        after_batch(study)
+    except Exception as err:
+        log.warning("the study record was not written: %s", err)
