@@ -21,9 +21,19 @@ GOOD = {"study_name": "s", "storage": None, "n_trials": 2, "n_jobs": 1, "seeds":
     [
         ("hydra.sweeper.sampler.name=Foo", "hydra.sweeper.sampler.name='Foo' is not valid"),
         ("optimizer.lr=tag(log,interval(0,1))", "optimizer.lr='tag(log,interval(0,1))' is not valid"),
-        ("hydra.sweeper.storage=bogus://x", "hydra.sweeper.storage='bogus://x' is not valid"),
-        ("hydra.sweeper.seeds=[]", "hydra.sweeper.seeds=[] is not valid"),
-        ("hydra.sweeper.prune_factor=-1", "hydra.sweeper.prune_factor=-1 is not valid"),
+        pytest.param(
+            "hydra.sweeper.storage=bogus://x",
+            "hydra.sweeper.storage='bogus://x' is not valid",
+            marks=pytest.mark.slow,
+        ),  # also refused in-process below
+        pytest.param(
+            "hydra.sweeper.seeds=[]", "hydra.sweeper.seeds=[] is not valid", marks=pytest.mark.slow
+        ),  # also refused in-process below
+        pytest.param(
+            "hydra.sweeper.prune_factor=-1",
+            "hydra.sweeper.prune_factor=-1 is not valid",
+            marks=pytest.mark.slow,
+        ),  # also refused in-process below
     ],
 )
 def test_a_bad_sweeper_setting_is_one_line_and_exit_code_2(tmp_path, override, says):

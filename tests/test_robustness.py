@@ -237,7 +237,9 @@ def test_ctrl_c_writes_an_interrupted_record_and_a_resumable_checkpoint(tmp_path
     step = state["global_step"]
     assert state["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"] == step
     clock = next(v for k, v in state["callbacks"].items() if "TrainClock" in k)
-    assert clock["samples"] == step // 20 * 1257 + step % 20 * 64  # 20 batches of 64 per epoch, the last of 41
+    assert (
+        clock["samples"] == step // 20 * 1257 + step % 20 * 64
+    )  # 20 batches of 64 per epoch, the last of 41
 
     # resume from it: training goes on from the saved step, not from zero
     epochs = state["epoch"] + 2
