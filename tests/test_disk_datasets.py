@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
 from dataset_files import cifar10_folder, mnist_raw_folder, write_cifar10, write_image_folder, write_mnist
+from omegaconf import OmegaConf
 from PIL import Image
 from torchvision.datasets import CIFAR10, MNIST
 
@@ -197,3 +200,70 @@ def test_image_folder_unreadable_image_is_named(tmp_path):
     with pytest.raises(DataError) as err:
         load_image_folder(tmp_path, image_size=8)
     assert str(bad) in str(err.value)
+
+
+def test_a_failed_unpack_leaves_nothing_behind_and_a_good_gz_then_loads(tmp_path):
+    write_mnist(tmp_path, gz=True)
+    raw = mnist_raw_folder(tmp_path)
+    labels_gz = raw / "train-labels-idx1-ubyte.gz"
+    good = labels_gz.read_bytes()
+    labels_gz.write_bytes(good[: len(good) // 2])  # a download cut short
+    for _ in range(2):  # the second load meets the same .gz, not a partial file left by the first
+        with pytest.raises(DataError) as err:
+            load_torchvision_split("mnist", tmp_path, train=True)
+        assert f"cannot unpack {labels_gz}" in str(err.value) and "data.root" in str(err.value)
+        assert not (raw / "train-labels-idx1-ubyte").exists()
+        # the files are unpacked in order: the one before is whole, no temporary file is left
+        unpacked = sorted(p.name for p in raw.iterdir() if not p.name.endswith(".gz"))
+        assert unpacked == ["train-images-idx3-ubyte"]
+    labels_gz.write_bytes(good)
+    x, y = load_torchvision_split("mnist", tmp_path, train=True)
+    assert len(x) == len(y) == 20
+
+
+def _set_mnist_label(raw, prefix: str, index: int, label: int) -> None:
+    path = raw / f"{prefix}-labels-idx1-ubyte"
+    data = bytearray(path.read_bytes())
+    data[8 + index] = label  # after the idx1 header: magic and count
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "name, train, label, file",
+    [
+        ("mnist", True, 200, "train-labels-idx1-ubyte"),
+        ("fashion_mnist", False, 10, "t10k-labels-idx1-ubyte"),
+        ("cifar10", True, 42, "data_batch_4"),
+        ("cifar10", False, -1, "test_batch"),
+    ],
+)
+def test_a_label_outside_the_classes_is_refused_naming_the_file(tmp_path, name, train, label, file):
+    write, folder, _ = WRITERS[name]
+    write(tmp_path)
+    path = folder(tmp_path) / file
+    if name == "cifar10":
+        entry = pickle.loads(path.read_bytes())
+        entry["labels"][2] = label
+        path.write_bytes(pickle.dumps(entry))
+    else:
+        _set_mnist_label(folder(tmp_path), file.split("-")[0], 2, label)
+    with pytest.raises(DataError) as err:
+        load_torchvision_split(name, tmp_path, train=train)
+    message = str(err.value)
+    assert f"file {path} has label {label} at index 2" in message
+    assert "accepted: labels 0-9" in message and "\n" not in message
+
+
+def test_the_class_count_is_the_data_sets_not_the_largest_label(tmp_path):
+    from trainspeed.data.sources import torchvision_set
+
+    write_mnist(tmp_path, n_train=20, n_test=10)
+    raw = mnist_raw_folder(tmp_path)
+    for prefix, n in (("train", 20), ("t10k", 10)):  # no file holds class 9
+        for i in range(n):
+            _set_mnist_label(raw, prefix, i, i % 9)
+    cfg = OmegaConf.create(
+        {"name": "mnist", "root": str(tmp_path), "download": False, "val_fraction": 0.2, "classes": None}
+    )
+    splits = torchvision_set(cfg, seed=0)
+    assert splits.num_classes == 10 and splits.class_names == tuple(str(i) for i in range(10))

@@ -6,7 +6,10 @@ device and be batched by index. Nothing downloads unless asked.
 
 from __future__ import annotations
 
+import gzip
 import pickle
+import shutil
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,9 +18,10 @@ import torch
 from PIL import Image
 from torchvision.datasets import CIFAR10, MNIST, FashionMNIST, ImageFolder
 from torchvision.datasets.mnist import read_image_file, read_label_file
-from torchvision.datasets.utils import extract_archive
 
 from trainspeed.errors import DataError
+from trainspeed.options import NATIVE_CLASSES
+from trainspeed.record.atomic import replacing
 
 TORCHVISION_SETS = ("mnist", "fashion_mnist", "cifar10")
 
@@ -64,10 +68,7 @@ def _load_mnist(
         gz = file.with_name(file.name + ".gz")
         # The standard files are published gzipped; torchvision reads them only once they are unpacked.
         if not file.is_file() and gz.is_file():
-            try:
-                extract_archive(str(gz), str(raw))
-            except (OSError, EOFError) as err:
-                raise DataError(f"cannot unpack {gz}: {err}") from err
+            _unpack(gz, file, root)
     if not download:
         _require(cls.__name__, root, raw, files)
     try:
@@ -82,7 +83,36 @@ def _load_mnist(
     x, y = ds.data, ds.targets
     if x.ndim != 3 or len(x) != len(y):
         raise DataError(f"{cls.__name__} files in {raw} disagree: {tuple(x.shape)} images, {len(y)} labels")
+    labels_file = raw / f"{'train' if train else 't10k'}-labels-idx1-ubyte"
+    _check_labels(cls.__name__, len(cls.classes), root, {labels_file: y})
     return x.unsqueeze(1).float().div_(255), y.long()
+
+
+def _unpack(gz: Path, file: Path, root: Path) -> None:
+    """Unpack a published .gz next to it, under a temporary name renamed into place only once it is whole: a
+    failed unpack leaves no partial file behind that later loads would take for the real one."""
+    try:
+        with replacing(file) as partial, gzip.open(gz, "rb") as packed, partial.open("wb") as unpacked:
+            shutil.copyfileobj(packed, unpacked)
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(
+            f"cannot unpack {gz} ({err or type(err).__name__}); replace it with the standard file "
+            f"(data.root={str(root)!r})"
+        ) from err
+
+
+def _check_labels(what: str, count: int, root: Path, labels: dict[Path, torch.Tensor]) -> None:
+    """Refuse a label outside 0..count-1 in any of the files: it would silently add classes to the model."""
+    for path, y in labels.items():
+        bad = ((y < 0) | (y >= count)).nonzero().flatten()
+        if len(bad):
+            first = int(bad[0])
+            more = f" (and {len(bad) - 1} more out of range)" if len(bad) > 1 else ""
+            raise DataError(
+                f"{what} file {path} has label {int(y[first])} at index {first}{more}; accepted: labels "
+                f"0-{count - 1} (the {count} {what} classes). Replace it with the standard file "
+                f"(data.root={str(root)!r})"
+            )
 
 
 def _load_cifar10(root: Path, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,6 +132,10 @@ def _load_cifar10(root: Path, train: bool, download: bool) -> tuple[torch.Tensor
     y = torch.tensor(ds.targets, dtype=torch.int64)
     if len(x) != len(y):
         raise DataError(f"CIFAR-10 files in {folder} disagree: {len(x)} images, {len(y)} labels")
+    if ((y < 0) | (y >= NATIVE_CLASSES["cifar10"])).any():  # name the batch file that holds the bad label
+        split = CIFAR10.train_list if train else CIFAR10.test_list
+        batches = {folder / n: torch.as_tensor(_read_pickle(folder / n)["labels"]) for n, _ in split}
+        _check_labels("CIFAR-10", NATIVE_CLASSES["cifar10"], root, batches)
     return x.float().div_(255).contiguous(), y
 
 

@@ -6,6 +6,7 @@ import torch
 from omegaconf import DictConfig
 
 from trainspeed.data.splits import Splits, select_classes, split_by_seed
+from trainspeed.options import NATIVE_CLASSES
 
 
 def _split_all(x, y, names, cfg: DictConfig, seed: int) -> Splits:
@@ -42,7 +43,7 @@ def torchvision_set(cfg: DictConfig, seed: int) -> Splits:
 
     x_train, y_train = load_torchvision_split(cfg.name, cfg.root, train=True, download=cfg.download)
     x_test, y_test = load_torchvision_split(cfg.name, cfg.root, train=False, download=False)
-    names = tuple(str(i) for i in range(int(max(y_train.max(), y_test.max())) + 1))
+    names = tuple(str(i) for i in range(NATIVE_CLASSES[cfg.name]))  # the readers refuse labels outside these
     x_train, y_train, subset = select_classes(x_train, y_train, names, cfg.get("classes"))
     x_test, y_test, _ = select_classes(x_test, y_test, names, cfg.get("classes"))
     train, val = split_by_seed(x_train, y_train, (cfg.val_fraction,), seed)
