@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import run_cli
 
+from trainspeed.callbacks.checkpoint import UntimedCheckpoint
 from trainspeed.record.compare import read_metrics
 from trainspeed.record.run_folder import read_metrics_csv, read_metrics_rows
 
@@ -64,20 +67,30 @@ def test_reproduce_gives_identical_metrics_and_warns_on_changed_versions(tmp_pat
     assert "torch was 0.0.1" in warned.stdout
 
 
-# the process dies the moment the checkpoint of step 30 is on disk, before anything else runs: the worst moment
-# for the record, since the resumed run starts after step 30 and never logs that step's metrics again
+# the process dies the moment the checkpoint of step $DIE_AT_STEP is on disk, before anything else runs: the worst
+# moment for the record, since the resumed run starts after that step and never logs its metrics again
 DIE_AFTER_CHECKPOINT = """
 import os, runpy, sys
 from trainspeed.callbacks import checkpoint
 save = checkpoint.UntimedCheckpoint._save_checkpoint
 def save_then_die(self, trainer, filepath):
     save(self, trainer, filepath)
-    if trainer.global_step == 30 and filepath.endswith("last.ckpt"):
+    if trainer.global_step == int(os.environ["DIE_AT_STEP"]) and filepath.endswith("last.ckpt"):
         os._exit(9)
 checkpoint.UntimedCheckpoint._save_checkpoint = save_then_die
 sys.argv = ["trainspeed.train", *sys.argv[1:]]
 runpy.run_module("trainspeed.train", run_name="__main__")
 """
+
+
+def _train_until_checkpoint(step: int, args: list[str], cwd: Path) -> None:
+    """Run `python -m trainspeed.train *args` and kill it right after it wrote last.ckpt at `step`."""
+    env = {**os.environ, "WANDB_MODE": "offline", "DIE_AT_STEP": str(step)}
+    killed = subprocess.run(
+        [sys.executable, "-c", DIE_AFTER_CHECKPOINT, *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert killed.returncode == 9, killed.stderr[-3000:]
 
 
 @pytest.mark.slow
@@ -89,12 +102,7 @@ def test_a_run_killed_right_after_a_checkpoint_keeps_that_steps_metrics(tmp_path
         "run_test=false",
     ]
     assert run_cli(["trainspeed.train", *args, "hydra.run.dir=whole"], cwd=tmp_path).returncode == 0
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    killed = subprocess.run(
-        [sys.executable, "-c", DIE_AFTER_CHECKPOINT, *args, "hydra.run.dir=killed"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert killed.returncode == 9, killed.stderr[-3000:]
+    _train_until_checkpoint(30, [*args, "hydra.run.dir=killed"], tmp_path)
     assert run_cli(["trainspeed.train", f"resume={tmp_path / 'killed'}"], cwd=tmp_path).returncode == 0
 
     def logged(run: str) -> list[tuple[str, str]]:
@@ -341,3 +349,58 @@ def test_a_record_lost_after_training_is_finished_from_the_last_checkpoint(tmp_p
     for key in ("status", "steps", "epochs", "metrics", "reached_target", "time_to_target"):
         assert again[key] == original[key], key
     assert (run / "metrics.csv").read_bytes() == metrics
+
+
+def _best_checkpoint_state(checkpoint: Path) -> dict:
+    """The best-model callback's saved bookkeeping (best_model_path, best_model_score, ...) in a checkpoint."""
+    callbacks = torch.load(checkpoint, map_location="cpu", weights_only=False)["callbacks"]
+    return next(v for k, v in callbacks.items() if k.startswith("UntimedCheckpoint") and "'val/acc'" in k)
+
+
+@pytest.mark.slow
+def test_a_copied_run_folder_resumes_into_its_own_checkpoints(tmp_path):
+    # an epoch is 20 steps: best.ckpt at each validation (steps 20, 40, ...), last.ckpt every 30 steps
+    args = [
+        *RUN,
+        "trainer.max_epochs=4",
+        "run_test=false",
+        "callbacks.resume_checkpoint.every_n_train_steps=30",
+    ]
+    _train_until_checkpoint(30, [*args, "hydra.run.dir=original"], tmp_path)
+    shutil.copytree(tmp_path / "original", tmp_path / "copy", symlinks=True)
+    copy = tmp_path / "copy" / "checkpoints"
+
+    # the copy's checkpoint callback takes over the best-model bookkeeping, its paths moved to the copy
+    saved = _best_checkpoint_state(copy / "last.ckpt")
+    assert saved["dirpath"] == str(tmp_path / "original" / "checkpoints")
+    callback = UntimedCheckpoint(dirpath=copy, filename="best", monitor="val/acc", mode="max")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "dirpath has changed": nothing is dropped
+        callback.load_state_dict(saved)
+    assert callback.best_model_path == str(copy / "best.ckpt")
+    assert callback.best_model_score == saved["best_model_score"] is not None
+    assert list(callback.best_k_models) == [str(copy / "best.ckpt")]
+
+    # resumed, the copy overwrites its own best.ckpt and last.ckpt: no best-v1.ckpt / last-v1.ckpt beside them
+    _train_until_checkpoint(60, [f"resume={tmp_path / 'copy'}"], tmp_path)
+    assert sorted(p.name for p in copy.iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert torch.load(copy / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 60
+    best = _best_checkpoint_state(copy / "last.ckpt")
+    accuracies = {
+        int(r["step"]) + 1: float(r["val/acc"])
+        for r in read_metrics_rows(tmp_path / "copy" / "metrics.csv")
+        if r.get("val/acc")
+    }
+    best_step = max(accuracies, key=accuracies.get)
+    assert best["best_model_path"] == str(copy / "best.ckpt")
+    assert float(best["best_model_score"]) == pytest.approx(max(accuracies.values()))
+    assert torch.load(copy / "best.ckpt", map_location="cpu", weights_only=False)["global_step"] == best_step
+    original = torch.load(tmp_path / "original" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert original["global_step"] == 30  # the folder it was copied from is left as it was
+
+    # after the second kill, resume= continues from the step-60 last.ckpt, not from a stale one
+    result = run_cli(["trainspeed.train", f"resume={tmp_path / 'copy'}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = _summary(tmp_path / "copy")
+    assert (summary["status"], summary["steps"], summary["epochs"]) == ("completed", 80, 4)
+    assert sorted(p.name for p in copy.iterdir()) == ["best.ckpt", "last.ckpt"]

@@ -48,6 +48,12 @@ BAD_INPUTS = [
     (["data=imagefolder", "data.root=/no/such/folder"], "data.root", "/no/such/folder"),
     (["scheduler=plateau", "scheduler.monitor=val/los"], "scheduler.monitor", "val/los"),
     (["model=timm", "model.weights=/no/such/w.safetensors"], "model.weights", "/no/such/w.safetensors"),
+    (
+        ["callbacks.resume_checkpoint.every_n_train_steps=-5"],
+        "callbacks.resume_checkpoint.every_n_train_steps",
+        "-5",
+    ),
+    (["ckpt_path=/no/such/run/last.ckpt"], "ckpt_path", "/no/such/run/last.ckpt"),
 ]
 
 # more of the same, checked in-process (a subprocess each costs a second); the timm checks import torch
@@ -72,6 +78,19 @@ MORE_BAD_INPUTS = [
         "normalization.num_groups",
         "7",
     ),
+    (["+callbacks.checkpoint.every_n_epochs=-1"], "callbacks.checkpoint.every_n_epochs", "-1"),
+    (["callbacks.checkpoint.save_top_k=-2"], "callbacks.checkpoint.save_top_k", "-2"),
+    (["callbacks.checkpoint.mode=maximum"], "callbacks.checkpoint.mode", "maximum"),
+    (["+callbacks.resume_checkpoint.every_n_epochs=2"], "callbacks.resume_checkpoint.every_n_epochs", "2"),
+    (  # checked by class, whatever the entry is called
+        [
+            "+callbacks.every_epoch._target_=pytorch_lightning.callbacks.ModelCheckpoint",
+            "+callbacks.every_epoch.every_n_train_steps=-1",
+        ],
+        "callbacks.every_epoch.every_n_train_steps",
+        "-1",
+    ),  # fmt: skip
+    (["ckpt_path=not-a-checkpoint.ckpt"], "ckpt_path", "not-a-checkpoint.ckpt"),
 ]
 
 # makes `import torch` fail in the subprocess: a check that imported it would crash instead of refusing cleanly
@@ -291,6 +310,25 @@ def test_out_of_memory_suggests_a_smaller_batch_or_lower_precision(make_config):
     assert "Tried to allocate 2.00 GiB" in summary["error"]
 
 
+def test_a_lightning_refusal_while_building_a_callback_is_one_line_naming_it(tmp_path):
+    """Lightning's refusals of arguments validation does not know reach the user through Hydra's
+    InstantiationException: still a user error (exit code 2, no traceback), named by its config entry."""
+    from hydra.utils import instantiate
+
+    from trainspeed.errors import is_user_error
+    from trainspeed.lightning_refusal import refusal_message
+
+    cfg = compose_config(["callbacks.checkpoint.monitor=null", "callbacks.checkpoint.save_top_k=3"], tmp_path)
+    validate(cfg)
+    with pytest.raises(Exception) as built:
+        instantiate(cfg.callbacks.checkpoint)
+    assert type(built.value).__name__ == "InstantiationException" and is_user_error(built.value)
+    message = refusal_message(built.value, cfg)
+    assert message.startswith("Lightning refused callbacks.checkpoint: ") and "save_top_k=3" in message
+    assert "\n" not in message and "full_key" not in message
+    assert not is_user_error(RuntimeError("a bug"))
+
+
 def test_lightning_misconfiguration_is_a_user_error():
     from lightning_fabric.utilities.exceptions import MisconfigurationException
 
@@ -348,3 +386,35 @@ def test_every_shipped_option_and_experiment_passes_validation(tmp_path):
              for o in _options("experiment")]  # fmt: skip
     for row in rows:
         validate(compose_config(row, tmp_path / "run"))
+
+
+def _files(run_dir: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file of a run folder with its bytes and modification time."""
+    return {
+        str(p.relative_to(run_dir)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in run_dir.rglob("*")
+        if p.is_file()
+    }
+
+
+def test_an_unreadable_checkpoint_to_resume_is_refused_leaving_the_run_folder_as_it_was(tmp_path):
+    run = tmp_path / "run"
+    args = [*FAST, "callbacks.resume_checkpoint.every_n_train_steps=10", f"hydra.run.dir={run}"]
+    assert run_cli(["trainspeed.train", *args], cwd=tmp_path).returncode == 0
+    last = run / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a copy cut short
+    before = _files(run)
+    env = _torch_blocker(tmp_path)  # refused before torch is imported, let alone a model built
+
+    cases = {
+        (f"resume={run}", "trainer.max_epochs=2"): ("resume=", f"{last}: not a checkpoint, or one cut short"),
+        (f"resume={run}", "trainer.max_epochs=2", "ckpt_path=/no/such.ckpt"): ("ckpt_path=", "/no/such.ckpt"),
+    }
+    for overrides, (key, named) in cases.items():
+        refused = run_cli(["trainspeed.train", *overrides], cwd=tmp_path, env=env)
+        assert refused.returncode == 2, refused.stderr[-2000:]
+        assert refused.stderr.strip().count("\n") == 0 and "Traceback" not in refused.stderr
+        message = refused.stderr.strip()
+        assert message.startswith(f"trainspeed: error: {key}") and named in message, message
+        assert "move" in message or "a checkpoint file" in message  # what to do
+        assert _files(run) == before  # summary.json, .hydra/, metrics.csv and checkpoints untouched

@@ -66,10 +66,20 @@ def out_of_memory(err: BaseException, batch_size: object, precision: object) -> 
     )
 
 
+def lightning_misconfiguration(err: BaseException) -> BaseException | None:
+    """Lightning's MisconfigurationException, raised directly or wrapped by Hydra's InstantiationException while
+    building a callback or logger; recognised by name so that this module stays free of heavy imports."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if any(cls.__name__ == "MisconfigurationException" for cls in type(seen).__mro__):
+            return seen
+        if type(seen).__name__ != "InstantiationException":
+            return None
+        seen = seen.__cause__
+    return None
+
+
 def is_user_error(err: BaseException) -> bool:
     """Errors whose message is the whole story (printed without a traceback): trainspeed's own, and Lightning's
-    MisconfigurationException (e.g. trainer=gpu on a machine without one), recognised by name so that this module
-    stays free of heavy imports."""
-    return isinstance(err, TrainspeedError) or any(
-        cls.__name__ == "MisconfigurationException" for cls in type(err).__mro__
-    )
+    refusals (e.g. trainer=gpu on a machine without one, a callback argument out of its range)."""
+    return isinstance(err, TrainspeedError) or lightning_misconfiguration(err) is not None

@@ -13,6 +13,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from trainspeed.errors import lightning_misconfiguration
+
 # class-name families Lightning names in its messages -> the trainer argument that chose them
 _CLASS_SUFFIX_TO_TRAINER_KEY = {
     "Accelerator": "accelerator",
@@ -61,8 +63,11 @@ def settings_at_fault(message: str, cfg: DictConfig) -> list[str]:
 
 def refusal_message(err: BaseException, cfg: DictConfig) -> str:
     """One line: the settings Lightning refused and its own reason."""
-    reason = " ".join(str(err).split())
-    found = settings_at_fault(reason, cfg)
+    refusal = lightning_misconfiguration(err) or err
+    reason = " ".join(str(refusal).split())
+    # Hydra names the config node it was building when Lightning refused it (full_key: callbacks.<name>)
+    built = re.search(r"full_key: (\S+)", str(err)) if refusal is not err else None
+    found = [built.group(1)] if built else settings_at_fault(reason, cfg)
     if not found:
         return f"Lightning refused the configuration: {reason}"
     return f"Lightning refused {', '.join(found)}: {reason}"

@@ -14,7 +14,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainspeed.errors import ConfigError
+from trainspeed.errors import ConfigError, DataError
+from trainspeed.record.checkpoint_file import start_checkpoint
 from trainspeed.record.run_folder import (
     LAST_CHECKPOINT,
     OVERRIDES_FILE,
@@ -124,27 +125,30 @@ class CheckpointState:
 
 def checkpoint_to_resume(run_dir: Path, resume: str | None, ckpt_path: str | None) -> str | None:
     """The checkpoint fit() should start from: last.ckpt of a resumed run, or an explicit ckpt_path
-    (Lightning's "last" is this run folder's checkpoints/last.ckpt when there is one)."""
-    if ckpt_path == "last" and (run_dir / LAST_CHECKPOINT).is_file():
-        return str(run_dir / LAST_CHECKPOINT)
-    if ckpt_path:
-        return ckpt_path
-    if not resume:
-        return None
-    last = run_dir / LAST_CHECKPOINT
-    if last.is_file():
-        return str(last)
-    log.warning("resume: %s has no checkpoint yet; starting the run from the beginning", run_dir)
-    return None
+    (Lightning's "last" is this run folder's checkpoints/last.ckpt when there is one). A missing or unreadable
+    file is a ConfigError naming the setting and the file (record/checkpoint_file.py)."""
+    checkpoint = start_checkpoint(run_dir, resume, ckpt_path)
+    if resume and checkpoint is None:
+        log.warning("resume: %s has no checkpoint yet; starting the run from the beginning", run_dir)
+    return checkpoint
 
 
 def checkpoint_state(checkpoint: str | None) -> CheckpointState | None:
-    """The state a checkpoint file was saved in (None without a file, e.g. ckpt_path="last")."""
+    """The state a checkpoint file was saved in (None without a file, e.g. ckpt_path="last"); a file torch cannot
+    read is a DataError naming it."""
     if not checkpoint or not Path(checkpoint).is_file():
         return None
     import torch
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - whatever torch meets in a damaged file, the user needs its name
+        raise DataError(
+            f"checkpoint {checkpoint} is unreadable or corrupt ({type(err).__name__}: {err}); replace it with an "
+            "intact copy, or move it away to start without it"
+        ) from err
+    if not isinstance(state, dict) or "state_dict" not in state:
+        raise DataError(f"{checkpoint} is not a Lightning checkpoint (no state_dict in it)")
     callbacks = state.get("callbacks") or {}
     target = next((v for k, v in callbacks.items() if "TimeToTarget" in str(k)), None) or {}
     return CheckpointState(

@@ -19,6 +19,7 @@ from trainspeed.lightning_refusal import refusal_message
 from trainspeed.parallel_jobs import check_sweep_launcher, prepare_parallel_job
 from trainspeed.process_exit import run_and_exit
 from trainspeed.quiet import quiet_library_noise
+from trainspeed.record.checkpoint_file import check_resume_checkpoint
 from trainspeed.record.folder_snapshot import FolderSnapshot
 from trainspeed.record.run_folder import LAST_CHECKPOINT
 from trainspeed.resume import already_finished, resume_arguments, resumed_folder, sweep_job_plan
@@ -122,6 +123,8 @@ def _cli() -> None:
     try:
         sys.argv[1:] = resume_arguments(sys.argv[1:])
         finished = already_finished(sys.argv[1:])
+        if not finished:
+            check_resume_checkpoint(sys.argv[1:])  # before Hydra rewrites the run folder's .hydra/ files
     except TrainspeedError as err:
         kept = f"; {resumed} was left as it was" if resumed is not None and resumed.is_dir() else ""
         print(f"trainspeed: error: {err}{kept}", file=sys.stderr)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from trainspeed.record.atomic import replacing
+
+_PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
 
 
 class UntimedCheckpoint(ModelCheckpoint):
@@ -12,7 +17,46 @@ class UntimedCheckpoint(ModelCheckpoint):
     run (so saves are never charged to the technique being measured). The loggers are flushed with every
     checkpoint, so a run resumed from it finds every metric logged before it on disk. The file is replaced
     atomically.
+
+    A run folder's checkpoints keep their names (best.ckpt, last.ckpt): a resumed run overwrites them rather than
+    writing best-v1.ckpt / last-v1.ckpt beside them, which would leave the last.ckpt that resume= reads stale. A
+    run folder that was copied or moved keeps its best-model bookkeeping (see load_state_dict).
     """
+
+    def __init__(self, *args: Any, enable_version_counter: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, enable_version_counter=enable_version_counter, **kwargs)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Lightning drops the best score and the best / last paths when the checkpoint folder has another path
+        than when it was saved, so the next validation would replace best.ckpt whatever its score. A run folder
+        copied or moved with its checkpoints has them all here under the same names: its saved paths are moved
+        to this folder, and the bookkeeping continues as if the folder had never moved."""
+        saved_dir = state_dict.get("dirpath")
+        if saved_dir and self.dirpath and saved_dir != self.dirpath:
+            state_dict = self._moved_here(state_dict, saved_dir) or state_dict
+        super().load_state_dict(state_dict)
+
+    def _moved_here(self, state_dict: dict[str, Any], saved_dir: str) -> dict[str, Any] | None:
+        """state_dict with its paths in this folder; None unless every file it names is here (then they are
+        another run folder's checkpoints, and Lightning's own rule applies)."""
+        best_k = state_dict.get("best_k_models") or {}
+        named = [*best_k, *(state_dict.get(key) for key in _PATH_KEYS)]
+        moved = {path: self._here(saved_dir, path) for path in named if path}
+        if None in moved.values():
+            return None
+        return {
+            **state_dict,
+            "dirpath": self.dirpath,
+            "best_k_models": {moved[path]: score for path, score in best_k.items()},
+            **{key: moved.get(state_dict[key], state_dict[key]) for key in _PATH_KEYS if key in state_dict},
+        }
+
+    def _here(self, saved_dir: str, path: str) -> str | None:
+        """A file of saved_dir under the same name in this callback's folder, when it is there."""
+        if os.path.dirname(path) != saved_dir:
+            return None
+        here = os.path.join(self.dirpath, os.path.basename(path))
+        return here if os.path.isfile(here) else None
 
     def _save_checkpoint(self, trainer, filepath: str) -> None:
         for logger in trainer.loggers:

@@ -1,24 +1,28 @@
 """Validation of a composed config before anything heavy is imported or built.
 
 `validate(cfg)` checks every config group against its schema (types and ranges, schemas.py), then the settings
-that must agree with each other (cross_checks.py), then, for a timm backbone only, the model against the data
+that must agree with each other (cross_checks.py), the checkpoint a run starts from (resume= / ckpt_path=:
+it must read as one), then, for a timm backbone only, the model against the data
 (timm_checks.py, the one check that imports torch). The first problem found is raised as a ConfigError (or a
 DataError for a missing file) naming the key, the value and what is accepted.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from trainspeed.errors import ConfigError
+from trainspeed.record.checkpoint_file import start_checkpoint
 from trainspeed.validation import cross_checks
 from trainspeed.validation.optimizer_name import check_optimizer_name
 from trainspeed.validation.refusal import record_refusal
 from trainspeed.validation.rules import check_schema
-from trainspeed.validation.schemas import FINETUNE, GROUPS, PLUGINS, TOP_LEVEL
+from trainspeed.validation.schemas import CALLBACK_CLASSES, FINETUNE, GROUPS, PLUGINS, TOP_LEVEL
 
 __all__ = ["record_refusal", "validate"]
 
@@ -50,12 +54,32 @@ def _plain(cfg: DictConfig, key: str, required: bool = True) -> Any:
         raise ConfigError(err.full_key or key, None, "a value that resolves", problem=problem) from None
 
 
+def _check_plugin(group: str, name: str, entry: dict[str, Any]) -> None:
+    """One callbacks / logger entry: by its name (callbacks.diagnostics, ...) or, for checkpoints, by its class."""
+    key = f"{group}.{name}"
+    if key in PLUGINS:
+        check_schema(entry, key, PLUGINS[key])
+    class_name = str(entry.get("_target_")).rsplit(".", 1)[-1]
+    if group == "callbacks" and class_name in CALLBACK_CLASSES:
+        check_schema(entry, key, CALLBACK_CLASSES[class_name])
+        cross_checks.check_checkpoint_schedule(key, entry)
+
+
+def _run_folder(resume: str | None) -> Path:
+    """The run's folder: Hydra's output folder (resume= sets it to the resumed run's), else the resumed run's or
+    the working directory (as the job takes it outside Hydra)."""
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path(resume) if resume else Path.cwd()
+
+
 def validate(cfg: DictConfig) -> None:
     """Refuse a config that cannot train, before torch is imported (except to look up a timm model)."""
     values = {key: _plain(cfg, key, required=key not in OPTIONAL) for key in GROUPS}
     for key in TOP_LEVEL:
         values[key] = _plain(cfg, key, required=False)  # nullability is the schema's to judge
     check_schema(values, "", TOP_LEVEL)
+    start_checkpoint(_run_folder(values["resume"]), values["resume"], values["ckpt_path"])
     for group, schema in GROUPS.items():
         if values[group] is None and group in OPTIONAL:
             values[group] = {}
@@ -80,8 +104,8 @@ def validate(cfg: DictConfig) -> None:
         entries = _plain(cfg, group, required=False)
         cross_checks.check_plugin_group(group, entries)
         for name, entry in (entries or {}).items():
-            if isinstance(entry, dict) and f"{group}.{name}" in PLUGINS:
-                check_schema(entry, f"{group}.{name}", PLUGINS[f"{group}.{name}"])
+            if isinstance(entry, dict):
+                _check_plugin(group, name, entry)
     if model.get("family") == "timm":
         from trainspeed.validation.timm_checks import check_timm_model  # imports timm and torch
 

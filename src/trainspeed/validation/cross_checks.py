@@ -205,6 +205,23 @@ def check_plugin_group(group: str, entries: Any) -> None:
             )
 
 
+def check_checkpoint_schedule(key: str, entry: dict[str, Any]) -> None:
+    """A ModelCheckpoint saves on one schedule, by steps, by epochs or by time: Lightning refuses two at once."""
+    active = {  # the arguments are integers or null (the schema checked them)
+        "every_n_train_steps": (entry.get("every_n_train_steps") or 0) >= 1,
+        "every_n_epochs": (entry.get("every_n_epochs") or 0) >= 1,
+        "train_time_interval": entry.get("train_time_interval") is not None,
+    }
+    chosen = [arg for arg, on in active.items() if on]
+    if len(chosen) > 1:
+        raise ConfigError(
+            f"{key}.{chosen[1]}",
+            entry[chosen[1]],
+            f"one schedule per checkpoint callback: all but one of {', '.join(active)} null",
+            problem=f"{key}.{chosen[0]}={entry[chosen[0]]} is set too",
+        )
+
+
 def check_optimizer_device(optimizer: dict[str, Any], trainer: dict[str, Any]) -> None:
     """timm's Kron optimizers compile their preconditioner update with torch.compile (inductor) when they are
     built; on the CPU that compilation ran out of memory (the process was killed) before the first step."""

@@ -210,6 +210,19 @@ PLUGINS: dict[str, dict[str, Rule]] = {
     },
 }
 
+# the arguments of Lightning's ModelCheckpoint (trainspeed's UntimedCheckpoint is one), whatever the entry's name
+CHECKPOINT: dict[str, Rule] = {
+    "every_n_train_steps": Integer(ge=0, nullable=True),  # 0: not by steps
+    "every_n_epochs": Integer(ge=0, nullable=True),
+    "save_top_k": Integer(ge=-1),  # -1: every checkpoint, 0: none
+    "mode": Choice(("min", "max")),
+}
+# callbacks entries checked by their class (the last part of `_target_`)
+CALLBACK_CLASSES: dict[str, dict[str, Rule]] = {
+    "UntimedCheckpoint": CHECKPOINT,
+    "ModelCheckpoint": CHECKPOINT,
+}
+
 GROUPS: dict[str, dict[str, Rule]] = {
     "data": DATA,
     "model": MODEL,
