@@ -1,10 +1,10 @@
 """Validation of a composed config before anything heavy is imported or built.
 
 `validate(cfg)` checks every config group against its schema (types and ranges, schemas.py), then the settings
-that must agree with each other (cross_checks.py), the checkpoint a run starts from (resume= / ckpt_path=:
-it must read as one), then, for a timm backbone only, the model against the data
-(timm_checks.py, the one check that imports torch). The first problem found is raised as a ConfigError (or a
-DataError for a missing file) naming the key, the value and what is accepted.
+that must agree with each other (cross_checks.py), then the checkpoint a run starts from (resume= / ckpt_path=,
+record/checkpoint_file.py), then, for a timm backbone only, the model against the data (timm_checks.py, the one
+check that imports torch). The first problem found is raised as a ConfigError (or a DataError for a missing file)
+naming the key, the value and what is accepted.
 """
 
 from __future__ import annotations
@@ -79,7 +79,6 @@ def validate(cfg: DictConfig) -> None:
     for key in TOP_LEVEL:
         values[key] = _plain(cfg, key, required=False)  # nullability is the schema's to judge
     check_schema(values, "", TOP_LEVEL)
-    start_checkpoint(_run_folder(values["resume"]), values["resume"], values["ckpt_path"])
     for group, schema in GROUPS.items():
         if values[group] is None and group in OPTIONAL:
             values[group] = {}
@@ -106,6 +105,7 @@ def validate(cfg: DictConfig) -> None:
         for name, entry in (entries or {}).items():
             if isinstance(entry, dict):
                 _check_plugin(group, name, entry)
+    start_checkpoint(_run_folder(values["resume"]), values["resume"], values["ckpt_path"])
     if model.get("family") == "timm":
         from trainspeed.validation.timm_checks import check_timm_model  # imports timm and torch
 
