@@ -20,7 +20,11 @@ GOOD = {"study_name": "s", "storage": None, "n_trials": 2, "n_jobs": 1, "seeds":
     ("override", "says"),
     [
         ("hydra.sweeper.sampler.name=Foo", "hydra.sweeper.sampler.name='Foo' is not valid"),
-        ("optimizer.lr=tag(log,interval(0,1))", "optimizer.lr='tag(log,interval(0,1))' is not valid"),
+        pytest.param(
+            "optimizer.lr=tag(log,interval(0,1))",
+            "optimizer.lr='tag(log,interval(0,1))' is not valid",
+            marks=pytest.mark.slow,
+        ),
         pytest.param(
             "hydra.sweeper.storage=bogus://x",
             "hydra.sweeper.storage='bogus://x' is not valid",

@@ -300,6 +300,7 @@ def test_the_trials_table_tells_job_folders_of_two_sweeps_on_one_storage_apart(t
     assert [row[-1] for row in table[2]] == ["0", str(other / "0")]
 
 
+@pytest.mark.slow
 def test_ctrl_c_fails_the_trial_with_its_job_linked_and_the_study_recorded(tmp_path):
     sweep = tmp_path / "sweep"
     args = [*QUICK, "hydra.sweeper.n_trials=2", "trainer.max_epochs=1000", "target.stop=false"]

@@ -320,6 +320,7 @@ def test_reproduce_of_an_unreadable_record_says_so_in_one_line(tmp_path):
     assert result.stdout.strip().count("\n") == 0 and "summary.json is truncated" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_changed_sweep_is_refused_in_a_folder_that_holds_other_jobs(tmp_path):
     sweep = ["-m", *RUN, "trainer.max_steps=3", "hydra.sweep.dir=sweep"]
     assert run_cli(["trainspeed.train", *sweep, "optimizer.lr=0.01,0.02"], cwd=tmp_path).returncode == 0
@@ -333,6 +334,7 @@ def test_a_changed_sweep_is_refused_in_a_folder_that_holds_other_jobs(tmp_path):
     assert again.returncode == 0 and again.stderr.count("skipping job") == 2
 
 
+@pytest.mark.slow
 def test_a_record_lost_after_training_is_finished_from_the_last_checkpoint(tmp_path):
     """last.ckpt is written where training ended (after the final validation), also when the last step is a
     multiple of the checkpoint interval: a run killed during its test or before its record is written gets the

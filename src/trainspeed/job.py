@@ -118,7 +118,8 @@ class JobRecorder:
         return self.parts is not None and self.parts.trainer.interrupted
 
     def save_last_checkpoint(self) -> None:
-        """checkpoints/last.ckpt with the state at the interruption (mid-epoch too), so the run can resume."""
+        """checkpoints/last.ckpt with the state now (an interruption, mid-epoch too, or the end of training), so the
+        run can resume or have its record finished from it."""
         trainer = self.parts.trainer if self.parts else None
         if trainer is None or trainer.lightning_module is None:
             return
@@ -211,7 +212,7 @@ def run_job(cfg: DictConfig, resume_from: str | None = None) -> Summary:
             trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
         if trainer.interrupted:
             raise KeyboardInterrupt
-        if not ended:
+        if not ended and any(getattr(c, "save_last", False) for c in trainer.checkpoint_callbacks):
             # last.ckpt at the state training ended in, after the final validation: a job killed from here on
             # (test, record) has its record finished from it with the final metrics and time to target
             recorder.save_last_checkpoint()
