@@ -13,8 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from trainspeed.parallel_jobs import SUBMITIT
 from trainspeed.record.run_folder import OVERRIDES_FILE, is_placement, training_overrides
-from trainspeed.record.summary import RecordError, read_summary
-from trainspeed.sweep_console import outcome, planned_jobs, summary_or_none
+from trainspeed.record.summary import RecordError, read_summary, summary_or_none
+from trainspeed.sweep_console import outcome, planned_jobs
 
 log = logging.getLogger("trainspeed")
 
@@ -64,10 +64,7 @@ def failure_message(failed: list[Path], config: DictConfig) -> str:
 
 def _recorded_overrides(job_dir: Path) -> list[str] | None:
     """The training overrides a job folder's run was made with (its summary's, else Hydra's saved ones)."""
-    try:
-        summary = read_summary(job_dir)
-    except RecordError:
-        summary = None
+    summary = summary_or_none(job_dir)
     if summary is not None and summary.overrides is not None:
         return list(summary.overrides)
     return training_overrides(job_dir)

@@ -23,7 +23,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from trainspeed.record.summary import RecordError, Summary, read_summary
+from trainspeed.record.summary import Summary, summary_or_none
 
 JOBS_ENV = "TRAINSPEED_SWEEP_JOBS"  # the sweep's job count, inherited by worker processes
 AXES_ENV = "TRAINSPEED_SWEEP_AXES"  # the override keys the sweep varies, comma-separated
@@ -139,14 +139,6 @@ def job_output_to_log(run_dir: Path) -> Iterator[None]:
             for handler, level in zip(handlers, levels, strict=True):
                 handler.setLevel(level)
             _visible_stderr = None
-
-
-def summary_or_none(run_dir: Path) -> Summary | None:
-    """The job's record; None when it has none or an unreadable one."""
-    try:
-        return read_summary(run_dir)
-    except RecordError:
-        return None
 
 
 def _number(value: Any) -> str:

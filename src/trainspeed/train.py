@@ -135,11 +135,13 @@ def _cli() -> None:
     snapshot = FolderSnapshot(resumed) if resumed is not None and resumed.is_dir() else None
     try:
         main()
-    except BaseException:
-        # a resume that failed before training any further leaves the run's record as it was
-        if snapshot is not None and not snapshot.trained() and snapshot.restore():
+    except BaseException as err:
+        # a resume that failed before it saved any training leaves the run's record as its checkpoint has it
+        succeeded = isinstance(err, SystemExit) and err.code in (0, None)
+        if not succeeded and snapshot is not None and not snapshot.trained() and snapshot.restore():
             print(
-                f"trainspeed: the resume did not train; {resumed} was left as it was (its record unchanged)",
+                f"trainspeed: the resume ended before it saved any training; {resumed} was put back as it was "
+                "(its record unchanged)",
                 file=sys.stderr,
             )
         raise

@@ -200,3 +200,11 @@ def read_summary(run_dir: str | Path) -> Summary | None:
     except (OSError, UnicodeDecodeError) as err:
         raise RecordError(f"{path} cannot be read ({err})") from None
     return Summary.from_json(text, where=str(path))
+
+
+def summary_or_none(run_dir: Path) -> Summary | None:
+    """A run folder's record; None when it has none or an unreadable one."""
+    try:
+        return read_summary(run_dir)
+    except RecordError:
+        return None
