@@ -183,6 +183,36 @@ def test_resuming_at_a_checkpoint_continues_exactly(make_config, step):
     assert resumed["lrs"] == whole["lrs"][step:]
 
 
+@pytest.mark.parametrize("steps_per_iteration", [1, 16])
+def test_a_checkpoint_at_a_validation_step_holds_that_validation(make_config, steps_per_iteration):
+    """A checkpoint due at a step that also validates is written after the validation: resumed from it, the run
+    keeps the time to target that validation reached (Lightning resumes a checkpoint written before it past that
+    validation, which then never runs)."""
+    run = [
+        *BASE,
+        f"trainer.steps_per_iteration={steps_per_iteration}",
+        "trainer.max_epochs=3",
+        "trainer.val_check_interval=10",
+        "trainer.check_val_every_n_epoch=null",
+        "callbacks.resume_checkpoint.every_n_train_steps=10",
+        "callbacks.resume_checkpoint.save_top_k=-1",
+        "+callbacks.resume_checkpoint.filename='{step}'",
+    ]
+    probe = make_config(*run, "target.value=2")  # never reached: what validation gives at step 30
+    _train(probe)
+    with open(Path(probe.trainer.default_root_dir) / "metrics.csv") as file:
+        at_30 = next(r["val/acc"] for r in csv.DictReader(file) if r.get("val/acc") and r["step"] == "29")
+    cfg = make_config(*run, f"target.value={at_30}")
+    whole = _train(cfg)
+    assert whole["time_to_target"]["steps"] == 30  # reached at the checkpoint's step
+    checkpoint = Path(cfg.callbacks.resume_checkpoint.dirpath) / "step=30.ckpt"
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)["callbacks"]
+    assert next(v for k, v in saved.items() if "TimeToTarget" in k)["result"] == whole["time_to_target"]
+    resumed = _train(make_config(*run, f"target.value={at_30}"), ckpt_path=checkpoint)
+    assert resumed["time_to_target"] == whole["time_to_target"]
+    assert resumed["val_steps"] == [s for s in whole["val_steps"] if s >= 30]  # no validation run twice
+
+
 def _reference_fp16_loop(cfg, steps: int, clip: float) -> list[torch.Tensor]:
     """PyTorch's own recipe for clipping under a gradient scaler: scale, backward, unscale_, clip, step, update
     (same network, data order and optimizer as the trainspeed run)."""

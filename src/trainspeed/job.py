@@ -197,7 +197,9 @@ def run_job(cfg: DictConfig, resume_from: str | None = None) -> Summary:
         )
         state = checkpoint_state(checkpoint)
         ended = stop_reason(cfg, state.step, state.epoch, state.reached_target) if state else None
-        # metrics.csv keeps the rows logged before the checkpoint (all of them when training is over)
+        # metrics.csv keeps the rows logged before the checkpoint: their logger step is below its step count (all
+        # rows when training is over, test rows aside: a record written before time_to_target's row took its
+        # validation's logger step has that row at the step count)
         resume_step = None if state is None else state.step + 1 if ended else state.step
         recorder.parts = build_trainer(cfg, resume_step=resume_step)
         trainer = recorder.parts.trainer

@@ -18,6 +18,13 @@ class UntimedCheckpoint(ModelCheckpoint):
     checkpoint, so a run resumed from it finds every metric logged before it on disk. The file is replaced
     atomically.
 
+    A checkpoint due at a step that also validates is written after that validation, not before it: Lightning
+    resumes a checkpoint written at the end of a training batch *past* the validation that was about to run, so a
+    run killed after it would never validate that step (the time to target, best.ckpt and metrics.csv would
+    differ from the run that was never stopped). Written after it (where Lightning writes its own checkpoints after a
+    validation: at its end, or at the epoch's end), the checkpoint holds the validation's result. Such checkpoints
+    come after the trainer's other checkpoint callbacks (trainer_factory), so they hold their bookkeeping too.
+
     A run folder's checkpoints keep their names (best.ckpt, last.ckpt): a resumed run overwrites them rather than
     writing best-v1.ckpt / last-v1.ckpt beside them, which would leave the last.ckpt that resume= reads stale. A
     run folder that was copied or moved keeps its best-model bookkeeping (see load_state_dict).
@@ -25,6 +32,32 @@ class UntimedCheckpoint(ModelCheckpoint):
 
     def __init__(self, *args: Any, enable_version_counter: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, enable_version_counter=enable_version_counter, **kwargs)
+        self._save_after_validation = False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        due = self._every_n_train_steps >= 1 and trainer.global_step % self._every_n_train_steps == 0
+        if due and not self._should_skip_saving_checkpoint(trainer) and _validates_now(trainer):
+            self._save_after_validation = True
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):  # where Lightning saves after a validation
+            self._save_deferred(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        self._save_deferred(trainer)  # a validation at the epoch's end: after the epoch-end hooks, as Lightning
+
+    def _save_deferred(self, trainer) -> None:
+        if not self._save_after_validation:
+            return
+        self._save_after_validation = False
+        if not self._should_skip_saving_checkpoint(trainer):  # unless this validation's save has written it
+            candidates = self._monitor_candidates(trainer)
+            self._save_topk_checkpoint(trainer, candidates)
+            self._save_last_checkpoint(trainer, candidates)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Lightning drops the best score and the best / last paths when the checkpoint folder has another path
@@ -69,3 +102,10 @@ class UntimedCheckpoint(ModelCheckpoint):
         with replacing(filepath) as partial:
             super()._save_checkpoint(trainer, str(partial))
         self._last_checkpoint_saved = filepath
+
+
+def _validates_now(trainer) -> bool:
+    """Whether the training loop validates right after the batch that just ended (Lightning's own check, or the
+    stepped loop's, asked early: it reads only the loop's progress, which the rest of the iteration leaves as is)."""
+    loop = trainer.fit_loop
+    return bool(loop.epoch_loop._should_check_val_fx(loop._data_fetcher))

@@ -79,7 +79,8 @@ class TimeToTarget(Callback):
                         for k, v in self.result.items()
                         if k in ("seconds", "steps", "epochs", "samples")
                     },
-                    step=trainer.global_step,
+                    # the logger step of this validation's own row (Lightning's: the index of the step just taken)
+                    step=trainer.fit_loop.epoch_loop._batches_that_stepped,
                 )
         if self.stop:
             trainer.should_stop = True

@@ -53,6 +53,8 @@ def build_trainer(cfg: DictConfig, resume_step: int | None = None) -> TrainerPar
     # fast_dev_run writes no checkpoint (Lightning's ModelCheckpoint still writes save_last when training ends)
     if kwargs.get("enable_checkpointing") is False or kwargs.get("fast_dev_run"):
         callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+    # checkpoints by step last: one written after a validation holds the other checkpoints' state of that validation
+    callbacks.sort(key=lambda c: isinstance(c, ModelCheckpoint) and bool(c._every_n_train_steps))
     if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
         kwargs["enable_checkpointing"] = False  # else Lightning adds its own (epoch=…-step=….ckpt)
     trainer_cfg = cfg.trainer
