@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from damaged_files import flip_one_bit
 
 from trainspeed.errors import ConfigError, DataError
 from trainspeed.record.checkpoint_file import checkpoint_problem, start_checkpoint
@@ -30,6 +31,13 @@ def _cut_short(path: Path) -> Path:
     return path
 
 
+def _flipped(member: str):
+    def write(path: Path) -> Path:
+        return flip_one_bit(_saved(path), member)
+
+    return write
+
+
 def _folder(path: Path) -> Path:
     path.mkdir()
     return path
@@ -50,7 +58,15 @@ PROBLEMS = [
     (_bytes(b"garbage!"), "not a checkpoint, or one cut short (8 bytes"),
     (_cut_short, "not a checkpoint, or one cut short"),
     (_zip_without_pickle, "a zip archive, but not one written by torch.save"),
+    (_flipped("data.pkl"), "damaged: x/data.pkl does not match the checksum it was saved with"),
+    (_flipped("data/0"), "damaged: x/data/0 does not match the checksum"),
 ]
+
+
+def test_torch_loads_a_damaged_tensor_without_complaint_so_the_checksum_is_checked(tmp_path):
+    damaged = _flipped("data/0")(tmp_path / "x.ckpt")
+    assert torch.load(damaged, weights_only=False)["state_dict"]["w"].abs().sum() > 0  # saved as zeros
+    assert "damaged" in checkpoint_problem(damaged)
 
 
 @pytest.mark.parametrize(("make", "problem"), PROBLEMS)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CONF, FAST, compose_config, run_cli
+from damaged_files import flip_one_bit
 from dataset_files import write_mnist
 
 from trainspeed.errors import ConfigError, TrainspeedError
@@ -402,6 +403,9 @@ def test_an_unreadable_checkpoint_to_resume_is_refused_leaving_the_run_folder_as
     args = [*FAST, "callbacks.resume_checkpoint.every_n_train_steps=10", f"hydra.run.dir={run}"]
     assert run_cli(["trainspeed.train", *args], cwd=tmp_path).returncode == 0
     last = run / "checkpoints" / "last.ckpt"
+    flipped = tmp_path / "flipped.ckpt"  # one bit flipped: the zip opens, torch.load would read it
+    flipped.write_bytes(last.read_bytes())
+    flip_one_bit(flipped, "data.pkl")
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a copy cut short
     before = _files(run)
     env = _torch_blocker(tmp_path)  # refused before torch is imported, let alone a model built
@@ -409,6 +413,10 @@ def test_an_unreadable_checkpoint_to_resume_is_refused_leaving_the_run_folder_as
     cases = {
         (f"resume={run}", "trainer.max_epochs=2"): ("resume=", f"{last}: not a checkpoint, or one cut short"),
         (f"resume={run}", "trainer.max_epochs=2", "ckpt_path=/no/such.ckpt"): ("ckpt_path=", "/no/such.ckpt"),
+        (f"resume={run}", "trainer.max_epochs=2", f"ckpt_path={flipped}"): (
+            "ckpt_path=",
+            "damaged: archive/data.pkl does not match the checksum",
+        ),
     }
     for overrides, (key, named) in cases.items():
         refused = run_cli(["trainspeed.train", *overrides], cwd=tmp_path, env=env)

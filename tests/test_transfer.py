@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import timm
 import torch
 from conftest import REPO, compose_config, run_cli
+from damaged_files import flip_one_bit
 from safetensors.torch import load_file, save_file
 
 from trainspeed.data import build_datamodule
@@ -187,6 +188,11 @@ def test_initializer_sets_the_new_head_and_never_the_pretrained_backbone(pretrai
     assert torch.allclose(rows, torch.eye(5), atol=1e-5)
 
 
+def _torch_saved(path: Path, state: dict) -> Path:
+    torch.save(state, path)
+    return path
+
+
 def _missing_tensor(state: dict) -> dict:
     return {k: v for k, v in state.items() if k != "layer1.0.conv1.weight"}
 
@@ -198,6 +204,8 @@ def _missing_tensor(state: dict) -> dict:
         ("cut.safetensors", "truncate", "test_resnet", "cannot read"),
         ("garbage.pth", lambda p, s: p.write_bytes(b"\x80\x02garbage"), "test_resnet", "cannot read"),
         ("counter.pth", lambda p, s: torch.save({"epoch": 3}, p), "test_resnet", "not tensors: epoch"),
+        ("flipped.pth", lambda p, s: flip_one_bit(_torch_saved(p, s), "data/0"), "test_resnet",
+         "the weights file is damaged: flipped/data/0 does not match the checksum"),
         ("less.safetensors", lambda p, s: save_file(_missing_tensor(s), p), "test_resnet",
          "1 tensors of the model are not in the file (layer1.0.conv1.weight)"),
         ("more.safetensors", lambda p, s: save_file({**s, "extra.weight": torch.ones(2)}, p), "test_resnet",
@@ -317,3 +325,15 @@ def test_transfer_sweep_pretrained_runs_reach_the_target_in_fewer_steps_than_scr
     file = load_file(weights)
     assert all(torch.equal(state[f"network.{k}"], file[k]) for k in backbone_keys(file))
     assert len((tmp_path / "sweep" / "report.csv").read_text().splitlines()) == 1 + 4
+
+
+def test_a_damaged_checkpoint_is_not_exported(tmp_path):
+    from trainspeed.model.pretrained import export_weights
+
+    checkpoint = tmp_path / "best.ckpt"
+    torch.save({"state_dict": {"network.fc.weight": torch.zeros(4, 4)}}, checkpoint)
+    assert set(load_file(export_weights(checkpoint, tmp_path / "ok.safetensors"))) == {"fc.weight"}
+    flip_one_bit(checkpoint, "data/0")
+    with pytest.raises(DataError, match="damaged: best/data/0 does not match the checksum"):
+        export_weights(checkpoint, tmp_path / "out.safetensors")
+    assert not (tmp_path / "out.safetensors").exists()

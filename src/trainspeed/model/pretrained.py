@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from trainspeed.errors import ConfigError, DataError
 from trainspeed.model.hub_cache import hub_file
 from trainspeed.record.atomic import replacing
+from trainspeed.record.checkpoint_file import zip_damage
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,9 @@ def read_state(key: str, path: Path) -> dict[str, torch.Tensor]:
     """The file's tensors by name, read by timm's own reader (safetensors, or torch.load with weights_only)."""
     from timm.models import load_state_dict
 
+    damage = zip_damage(path)  # torch.load would read the damaged values without complaint
+    if damage is not None:
+        raise DataError(f"{key}={str(path)!r}: the weights file is {damage}; save or copy it again")
     try:
         state = load_state_dict(str(path))
     except Exception as err:
@@ -224,6 +228,9 @@ def export_weights(run: str | Path, out: str | Path) -> Path:
     checkpoint = next((c for c in candidates if c.is_file()), None)
     if checkpoint is None:
         raise DataError(f"no checkpoint to export: none of {', '.join(map(str, candidates))} exists")
+    damage = zip_damage(checkpoint)
+    if damage is not None:
+        raise DataError(f"{checkpoint}: the checkpoint is {damage}; nothing was exported")
     # a checkpoint this project wrote (it holds Lightning's loop state, so not weights_only)
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
     prefix = "network."

@@ -1,8 +1,10 @@
 """The checkpoint a run starts from (`resume=` or `ckpt_path=`), chosen and checked without torch.
 
 torch.save (and so Lightning) writes a zip archive holding `<name>/data.pkl`; a file cut short loses the zip's
-central directory at its end, a wrong or empty file has none. Such a file is refused in one line naming the setting
-and the file, before anything is built, instead of torch's error from inside fit().
+central directory at its end, a wrong or empty file has none; a damaged byte (disk, copy) no longer matches the
+CRC-32 the archive holds for its member, which torch.load does not check: it would load the damaged values. Such a
+file is refused in one line naming the setting and the file, before anything is built, instead of torch's error from
+inside fit() or a resume from values that were never saved.
 """
 
 from __future__ import annotations
@@ -29,12 +31,34 @@ def checkpoint_problem(path: Path) -> str | None:
     if size == 0:
         return "an empty file"
     try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
+        archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as err:
         return f"not a checkpoint, or one cut short ({size} bytes: {err})"
-    if not any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
-        return "a zip archive, but not one written by torch.save (no data.pkl)"
+    with archive:
+        names = archive.namelist()
+        if not any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+            return "a zip archive, but not one written by torch.save (no data.pkl)"
+        return _damage(archive)
+
+
+def zip_damage(path: Path) -> str | None:
+    """For a file torch.save wrote (a zip archive): why its bytes are not those saved, or None when every member
+    matches its checksum. Other files (safetensors, legacy torch files) have no checksum to check: None."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        return None
+    with archive:
+        return _damage(archive)
+
+
+def _damage(archive: zipfile.ZipFile) -> str | None:
+    try:
+        damaged = archive.testzip()  # reads every member once: about as long as torch.load reading the file
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        return f"damaged ({err})"
+    if damaged is not None:
+        return f"damaged: {damaged} does not match the checksum it was saved with"
     return None
 
 
