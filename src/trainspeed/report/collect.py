@@ -121,7 +121,10 @@ def load_run(job_dir: Path) -> Run:
         run.target_value = _number(ttt.target)
         run.seconds = _number(ttt.seconds)
         run.steps = _number(ttt.steps)
-        run.reached = summary.reached_target and run.seconds is not None
+        # a failed job is not a result, whatever it measured before it failed (the ranking counts it as failed)
+        run.reached = (
+            summary.reached_target and run.seconds is not None and run.status in ("completed", "diverged")
+        )
         run.pruned = not run.reached and summary.stopped_by == "budget"
         run.val_acc_best = _number(summary.metrics.get("val/acc_best"))
     if run.val_acc_best is None:

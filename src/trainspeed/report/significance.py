@@ -1,42 +1,57 @@
 """Which differences are real: each configuration's time to target against the fastest one's, over seeds.
 
 For seconds and for steps separately, the fastest configuration is the one with the smallest median among those
-whose every run reached the target (the ranking, too, puts reliability first). Every other configuration gets the
-ratio of its median to the fastest one's, with a 95 % percentile bootstrap interval: both samples resampled with
-replacement, independently, from a generator with a fixed seed, so the same sweep always gives the same report.
-A configuration whose interval covers 1 is *tied* with the fastest.
+whose every run reached the target (the ranking, too, puts reliability first). Every other configuration gets:
+- the ratio of its median to the fastest one's, with a 95 % percentile bootstrap interval (both samples resampled
+  with replacement, independently, from a generator with a fixed seed): how large the difference may be. With a
+  few seeds that interval is optimistic (never wider than the spread of the samples), so it does not decide;
+- a verdict from a rank test corrected for the several comparisons and for picking the fastest from the same
+  runs (corrected_test: Westfall and Young's max-T over random relabellings of the runs), so that the chance of
+  calling any configuration different when all are alike stays at most 5 %. Testing each configuration on its own
+  against the fastest would not: with 6 configurations x 3 seeds, a percentile-bootstrap interval above 1 was
+  found in 37 % of sweeps of identical configurations. *slower* / *faster*: p <= 0.05; *tied*: not
+  distinguishable with these seeds (not "equal": the interval says how far apart they may still be); *too few
+  seeds*: no outcome of these seed counts could reach 5 % (3 against 3 seeds give p >= 0.1 at best), so the
+  comparison decides nothing and says so rather than calling it a tie.
 
-The bootstrap rather than an exact rank test: with the 2-3 seeds a sweep usually has, a two-sided Mann-Whitney test
-cannot reach 5 % at all (3 against 3 seeds gives p ≥ 0.1), so it would call every difference noise; the bootstrap
-gives an interval on the quantity the ranking uses (the ratio of medians). With so few seeds that interval is
-optimistic (it is never wider than the spread of the samples): "slower" then means, in practice, that the seeds'
-times hardly overlap, not a p-value. More seeds make it a real interval.
+The pairs listed where seconds and steps disagree rest on the pair's own exact rank test (rank_test: every split
+of the pair's runs enumerated, Mann-Whitney's statistic, two-sided, 5 %).
 
 A run that never reached the target (it stalled or diverged) counts as infinitely slow: a configuration that reached
-the target in 2 of 3 seeds has a finite median, one that reached it in 1 of 3 an infinite one. Failed and unfinished
-runs measured nothing and are left out. The resampling is a few vectorized numpy lines (scipy.stats.bootstrap would
-do the same; this keeps the infinite times of unreached runs explicit).
+the target in 2 of 3 seeds has a finite median, one that reached it in 1 of 3 an infinite one; in the rank test the
+unreached runs are the slowest, tied among themselves. Failed and unfinished runs measured nothing and are left
+out (collect.py does not count a failed run as reached). The resampling and the relabelling are a few vectorized
+numpy lines: scipy.stats.bootstrap / permutation_test do one pair at a time, and the max-T correction has to
+replay the choice of the fastest over every configuration at once; the generator's seed is fixed, so the same
+sweep always gives the same report.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+from scipy.stats import rankdata
 
 from trainspeed.report.aggregate import ConfigResult
 
 CONFIDENCE = 0.95
+ALPHA = 1 - CONFIDENCE  # the rank test's level, after the correction for several comparisons
 RESAMPLES = 4000
 BOOTSTRAP_SEED = 0
+EXACT_SPLITS = 50_000  # splits of the pooled runs enumerated exactly; beyond, PERMUTATIONS random ones
+PERMUTATIONS = 20_000  # random splits of a pair beyond EXACT_SPLITS
+RELABELLINGS = 4000  # random relabellings of a sweep's runs for the corrected test
 MEASURED = ("completed", "diverged")  # statuses whose runs say something about time to target
 
 FASTEST, TIED, SLOWER, FASTER = "fastest", "tied", "slower", "faster"
+TOO_FEW = "too few seeds"
 ONE_SEED = "one seed: no interval"
 NONE_REACHED = "no configuration's median run reached the target"
 NO_RUN = "no measured run"
-AHEAD = (FASTEST, TIED)
 MAX_DISAGREEMENTS = 10
 
 
@@ -47,9 +62,10 @@ class Ratio:
     rank: int  # by median, 1 = fastest; equal medians share a rank
     median: float | None  # over measured runs, a run that never reached counting as infinite; None: no run
     ratio: float | None  # median / the fastest configuration's median
-    low: float | None  # the confidence interval of the ratio; None when it cannot be computed
+    low: float | None  # the bootstrap interval of the ratio; None when it cannot be computed
     high: float | None
-    verdict: str  # fastest | tied | slower | faster | ONE_SEED | NONE_REACHED | NO_RUN
+    verdict: str  # fastest | tied | slower | faster | TOO_FEW | ONE_SEED | NONE_REACHED | NO_RUN
+    p: float | None = None  # the rank test's p-value against the fastest, Holm-corrected; None: no test
 
     @property
     def tied(self) -> bool:
@@ -66,6 +82,8 @@ class Significance:
     fastest_steps: str | None = None
     disagreements: list[str] = field(default_factory=list)
     one_seed: bool = False  # some configuration (or the fastest) has a single measured run: no interval there
+    too_few: bool = False  # some comparison has too few seeds for the rank test to decide at 5 %
+    seeds_needed: int = 0  # seeds per configuration with which the rank test could decide every comparison
 
 
 def samples(c: ConfigResult, measure: str) -> np.ndarray:
@@ -75,7 +93,8 @@ def samples(c: ConfigResult, measure: str) -> np.ndarray:
         if run.status not in MEASURED:
             continue
         value = getattr(run, measure)
-        values.append(float(value) if run.reached and value is not None else math.inf)
+        reached = run.reached and value is not None and math.isfinite(float(value))
+        values.append(float(value) if reached else math.inf)
     return np.asarray(values, dtype=float)
 
 
@@ -84,10 +103,10 @@ def _median(values: np.ndarray) -> float | None:
 
 
 def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a / b elementwise, where inf / inf (both never reached) counts as equal."""
+    """a / b elementwise, where inf / inf (both never reached) and 0 / 0 count as equal."""
     with np.errstate(invalid="ignore", divide="ignore"):
         out = a / b
-    return np.where(np.isinf(a) & np.isinf(b), 1.0, out)
+    return np.where((np.isinf(a) & np.isinf(b)) | ((a == 0) & (b == 0)), 1.0, out)
 
 
 def bootstrap_ratio(
@@ -102,10 +121,114 @@ def bootstrap_ratio(
     return float(low), float(high)
 
 
-def _verdict(low: float, high: float) -> str:
-    if low <= 1.0 <= high:
+def rank_test(sample: np.ndarray, reference: np.ndarray) -> tuple[float, int]:
+    """(two-sided p-value, direction) of the permutation test of the Mann-Whitney statistic: the rank sum of
+    `sample` in the pooled runs (average ranks for ties; unreached runs, inf, are the slowest) against every split
+    of the pooled runs into groups of the same sizes. direction: +1 when `sample` ranks slower than expected, -1
+    faster, 0 neither."""
+    pooled = np.concatenate([sample, reference])
+    ranks = rankdata(pooled)
+    n, total = sample.size, pooled.size
+    centre = n * (total + 1) / 2
+    observed = ranks[:n].sum() - centre
+    if math.comb(total, n) <= EXACT_SPLITS:
+        groups = _splits(total, n)
+        extreme = np.abs(ranks[groups].sum(axis=1) - centre) >= abs(observed) - 1e-9
+        p = float(extreme.mean())
+    else:  # a random subset of the splits, the observed one counted in (an unbiased p-value)
+        rng = np.random.default_rng(BOOTSTRAP_SEED)
+        groups = np.argsort(rng.random((PERMUTATIONS, total)), axis=1)[:, :n]
+        extreme = np.abs(ranks[groups].sum(axis=1) - centre) >= abs(observed) - 1e-9
+        p = float((extreme.sum() + 1) / (PERMUTATIONS + 1))
+    return p, int(np.sign(round(observed, 9)))
+
+
+@functools.lru_cache(maxsize=32)
+def _splits(total: int, n: int) -> np.ndarray:
+    """Every choice of n of `total` positions, one per row."""
+    return np.array(list(itertools.combinations(range(total), n)), dtype=np.intp).reshape(-1, n)
+
+
+def smallest_p(n: int, m: int) -> float:
+    """The smallest p-value the rank test can give for n against m runs (the most extreme split, no ties)."""
+    return 2 / math.comb(n + m, n)
+
+
+def seeds_needed(comparisons: int) -> int:
+    """Seeds per configuration that always suffice to decide `comparisons` comparisons with the fastest at 5 %
+    (Bonferroni's bound on the smallest p-value; the corrected test below needs no more)."""
+    n = 2
+    while smallest_p(n, n) * max(comparisons, 1) > ALPHA:
+        n += 1
+    return n
+
+
+def _verdict(p: float, direction: int) -> str:
+    if p > ALPHA or direction == 0:
         return TIED
-    return SLOWER if low > 1.0 else FASTER
+    return SLOWER if direction > 0 else FASTER
+
+
+def corrected_test(
+    data: dict[str, np.ndarray], unmeasured: dict[str, bool], fastest: str
+) -> dict[str, tuple[float, int, bool]]:
+    """Per configuration other than the fastest: (p-value corrected for the comparisons and for picking the
+    fastest from the same runs, direction, whether these seed counts could reach 5 % at all).
+
+    Westfall and Young's max-T permutation procedure: the statistic is Dunn's standardized difference of mean
+    ranks (of all runs pooled; unreached runs, inf, the slowest) between a configuration and the fastest. Under
+    RELABELLINGS random relabellings of the runs the whole procedure is replayed, choosing the fastest again by the
+    same rule, and a configuration's p-value is the share of relabellings whose largest |statistic| reaches its own:
+    so the chance that a sweep of configurations that are all alike calls any of them different stays at 5 %,
+    picking the fastest included (testing each against a fastest picked from the same runs, unreplayed, would call
+    differences too often).
+    """
+    names = list(data)
+    sizes = np.array([data[n].size for n in names])
+    pooled = np.concatenate([data[n] for n in names])
+    ranks = rankdata(pooled)
+    total = pooled.size
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    always = np.array([not unmeasured[n] for n in names])
+    scale = total * (total + 1) / 12
+
+    def statistics(order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(fastest index per row, Dunn's statistic of every configuration against it) for rows of run order."""
+        values, ranked = pooled[order], ranks[order]
+        slices = [slice(a, b) for a, b in zip(starts[:-1], starts[1:], strict=True)]
+        medians = np.stack([np.median(values[:, part], axis=1) for part in slices], axis=1)
+        reached = np.stack([np.isfinite(values[:, part]).all(axis=1) for part in slices], axis=1)
+        means = np.stack([ranked[:, part].mean(axis=1) for part in slices], axis=1)
+        finite = np.isfinite(medians)
+        first = np.where(finite & reached & always, medians, np.inf)
+        pick = np.where(
+            np.isfinite(first).any(axis=1),
+            first.argmin(axis=1),
+            np.where(finite, medians, np.inf).argmin(axis=1),
+        )
+        rows = np.arange(order.shape[0])
+        spread = np.sqrt(scale * (1 / sizes + 1 / sizes[pick][:, None]))
+        stat = (means - means[rows, pick][:, None]) / spread
+        stat[rows, pick] = 0.0
+        return pick, stat
+
+    observed = statistics(np.arange(total)[None, :])[1][0]
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    _, permuted = statistics(np.argsort(rng.random((RELABELLINGS, total)), axis=1))
+    largest = np.abs(permuted).max(axis=1)
+    out = {}
+    f = names.index(fastest)
+    for i, name in enumerate(names):
+        if i == f:
+            continue
+        # the most extreme outcome: every run of this configuration slower than every run of the fastest
+        extreme = ((2 * total - sizes[i] + 1) / 2 - (1 + sizes[f]) / 2) / math.sqrt(
+            scale * (1 / sizes[i] + 1 / sizes[f])
+        )
+        p = (1 + np.sum(largest >= abs(observed[i]) - 1e-9)) / (RELABELLINGS + 1)
+        smallest = (1 + np.sum(largest >= extreme - 1e-9)) / (RELABELLINGS + 1)
+        out[name] = (float(p), int(np.sign(round(float(observed[i]), 9))), bool(smallest <= ALPHA))
+    return out
 
 
 def _order_keys(ranked: list[ConfigResult], medians: dict[str, float | None]) -> dict[str, tuple[int, float]]:
@@ -121,8 +244,11 @@ def _ranks(keys: dict[str, tuple[int, float]]) -> dict[str, int]:
     return {name: 1 + sum(other < key for other in keys.values()) for name, key in keys.items()}
 
 
-def compare_measure(ranked: list[ConfigResult], measure: str) -> tuple[dict[str, Ratio], str | None, bool]:
-    """Every configuration against the fastest on one measure; (ratios, the fastest's name, any one-seed case)."""
+def compare_measure(
+    ranked: list[ConfigResult], measure: str
+) -> tuple[dict[str, Ratio], str | None, bool, bool, int]:
+    """Every configuration against the fastest on one measure; (ratios, the fastest's name, any one-seed case,
+    any comparison with too few seeds for the rank test, the number of tested comparisons)."""
     data = {c.config: samples(c, measure) for c in ranked}
     medians = {name: _median(values) for name, values in data.items()}
     keys = _order_keys(ranked, medians)
@@ -132,6 +258,7 @@ def compare_measure(ranked: list[ConfigResult], measure: str) -> tuple[dict[str,
     finite = [name for name in data if math.isfinite(keys[name][1])]
     fastest = min(finite, key=lambda name: keys[name], default=None)
     out: dict[str, Ratio] = {}
+    tested: list[str] = []
     one_seed = False
     for name, values in data.items():
         median = medians[name]
@@ -142,7 +269,7 @@ def compare_measure(ranked: list[ConfigResult], measure: str) -> tuple[dict[str,
             continue
         reference = medians[fastest]
         # inf when this configuration's median run never reached the target
-        ratio = median / reference if reference > 0 else math.inf
+        ratio = median / reference if reference > 0 else 1.0 if median == 0 else math.inf
         if name == fastest:
             out[name] = Ratio(ranks[name], median, 1.0, 1.0, 1.0, FASTEST)
         elif min(values.size, data[fastest].size) < 2:
@@ -150,22 +277,42 @@ def compare_measure(ranked: list[ConfigResult], measure: str) -> tuple[dict[str,
             out[name] = Ratio(ranks[name], median, ratio, None, None, ONE_SEED)
         else:
             low, high = bootstrap_ratio(values, data[fastest])
-            out[name] = Ratio(ranks[name], median, ratio, low, high, _verdict(low, high))
-    return out, fastest, one_seed
+            out[name] = Ratio(ranks[name], median, ratio, low, high, TIED)
+            tested.append(name)
+    too_few = False
+    if tested:
+        by_config = {c.config: c for c in ranked}
+        family = [fastest, *tested]
+        results = corrected_test(
+            {name: data[name] for name in family},
+            {name: not by_config[name].all_reached for name in family},
+            fastest,
+        )
+        for name, (p, direction, decidable) in results.items():
+            verdict = _verdict(p, direction) if decidable else TOO_FEW
+            too_few = too_few or not decidable
+            out[name] = replace(out[name], verdict=verdict, p=p)
+    return out, fastest, one_seed, too_few, len(tested)
 
 
-def _clear_gap(x: Ratio, y: Ratio) -> bool:
-    """One of the two is the fastest or tied with it, the other significantly slower."""
-    return {x.verdict, y.verdict} & set(AHEAD) != set() and SLOWER in (x.verdict, y.verdict)
+def _differs(a: np.ndarray, b: np.ndarray, direction: int) -> bool:
+    """The pair's own rank test finds `a` slower (direction +1) or faster (-1) than `b` at 5 %."""
+    if min(a.size, b.size) < 2:
+        return False
+    p, found = rank_test(a, b)
+    return p <= ALPHA and found == direction
 
 
-def disagreements(seconds: dict[str, Ratio], steps: dict[str, Ratio]) -> list[str]:
-    """Sentences for the pairs that steps and seconds order oppositely, where the gap is real in one of the two.
+def disagreements(
+    ranked: list[ConfigResult], seconds: dict[str, Ratio], steps: dict[str, Ratio]
+) -> list[str]:
+    """Sentences for the pairs that steps and seconds order oppositely, where the pair's own rank test finds the
+    gap in that direction on at least one of the two measures.
 
     "a needs fewer steps than b but more seconds": a's steps cost more (an optimizer with more state, a
-    normalization layer, a larger batch). Pairs whose order flips only within noise (both tied with the fastest on
-    both measures) are not listed.
+    normalization layer, a larger batch). Pairs whose order flips only within noise are not listed.
     """
+    data = {c.config: (samples(c, "seconds"), samples(c, "steps")) for c in ranked}
     out = []
     for a, sa in seconds.items():
         for b, sb in seconds.items():
@@ -173,7 +320,7 @@ def disagreements(seconds: dict[str, Ratio], steps: dict[str, Ratio]) -> list[st
             if None in (sa.median, sb.median, ta.median, tb.median):
                 continue
             flipped = ta.median < tb.median and sa.median > sb.median
-            if flipped and (_clear_gap(sa, sb) or _clear_gap(ta, tb)):
+            if flipped and (_differs(data[a][0], data[b][0], +1) or _differs(data[a][1], data[b][1], -1)):
                 out.append(
                     f"{a} needs fewer steps than {b} (median {ta.median:g} against {tb.median:g}) but more "
                     f"seconds ({sa.median:.3g} s against {sb.median:.3g} s): its steps cost more"
@@ -185,13 +332,15 @@ def disagreements(seconds: dict[str, Ratio], steps: dict[str, Ratio]) -> list[st
 
 def compare(ranked: list[ConfigResult]) -> Significance:
     """Seconds and steps of every configuration against the fastest one's, with intervals and verdicts."""
-    seconds, fastest_s, one_s = compare_measure(ranked, "seconds")
-    steps, fastest_t, one_t = compare_measure(ranked, "steps")
+    seconds, fastest_s, one_s, few_s, tests_s = compare_measure(ranked, "seconds")
+    steps, fastest_t, one_t, few_t, tests_t = compare_measure(ranked, "steps")
     return Significance(
         seconds=seconds,
         steps=steps,
         fastest_seconds=fastest_s,
         fastest_steps=fastest_t,
-        disagreements=disagreements(seconds, steps),
+        disagreements=disagreements(ranked, seconds, steps),
         one_seed=one_s or one_t,
+        too_few=few_s or few_t,
+        seeds_needed=seeds_needed(max(tests_s, tests_t)),
     )

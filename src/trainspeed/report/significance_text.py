@@ -7,13 +7,16 @@ import math
 
 from trainspeed.report.aggregate import ConfigResult
 from trainspeed.report.significance import (
+    ALPHA,
     CONFIDENCE,
     FASTER,
     NONE_REACHED,
     ONE_SEED,
+    RELABELLINGS,
     RESAMPLES,
     SLOWER,
     TIED,
+    TOO_FEW,
     Ratio,
     Significance,
 )
@@ -23,14 +26,17 @@ CSV_COLUMNS = [
     "seconds_ratio",
     "seconds_ratio_low",
     "seconds_ratio_high",
+    "seconds_p",
     "seconds_vs_fastest",
     "steps_rank",
     "steps_ratio",
     "steps_ratio_low",
     "steps_ratio_high",
+    "steps_p",
     "steps_vs_fastest",
 ]
 LEVEL = f"{CONFIDENCE:.0%}"
+TEST = f"rank test corrected for the comparisons, p <= {ALPHA:.2g}"
 
 
 def _num(value: float | None, digits: int = 3) -> str:
@@ -45,21 +51,23 @@ def csv_cells(sig: Significance, c: ConfigResult) -> list[str]:
     for ratios in (sig.seconds, sig.steps):
         r = ratios.get(c.config)
         if r is None:
-            cells += [""] * 5
+            cells += [""] * 6
         else:
-            cells += [str(r.rank), _num(r.ratio, 6), _num(r.low, 6), _num(r.high, 6), r.verdict]
+            cells += [str(r.rank), _num(r.ratio, 6), _num(r.low, 6), _num(r.high, 6), _num(r.p, 4), r.verdict]
     return cells
 
 
 def ratio_cell(r: Ratio | None) -> str:
-    """`1.52× [1.21–1.90] slower`, `1.05× [0.93–1.21] tied`, `fastest`, `2.1× (one seed: no interval)`."""
+    """`1.52× [1.21–1.90] slower (p 0.012)`, `1.05× [0.93–1.21] tied (p 1)`, `1.3× [0.9–2.1] too few seeds`,
+    `fastest`, `2.1× (one seed: no interval)`."""
     if r is None or r.ratio is None:
         return "" if r is None else r.verdict
     if r.verdict == "fastest":
         return "fastest"
     if r.low is None or r.high is None:
         return f"{_num(r.ratio)}× ({r.verdict})"
-    return f"{_num(r.ratio)}× [{_num(r.low)}–{_num(r.high)}] {r.verdict}"
+    tested = f" (p {_num(r.p, 2)})" if r.p is not None and r.verdict != TOO_FEW else ""
+    return f"{_num(r.ratio)}× [{_num(r.low)}–{_num(r.high)}] {r.verdict}{tested}"
 
 
 def short_cell(r: Ratio | None) -> str:
@@ -88,18 +96,25 @@ def explanation(sig: Significance) -> str:
         f"Which differences are real: for seconds and for steps separately, each configuration's median time to "
         f"target divided by the fastest configuration's median ({sig.fastest_seconds or 'none'} in seconds, "
         f"{sig.fastest_steps or 'none'} in steps), with a {LEVEL} percentile bootstrap interval over seeds "
-        f"({RESAMPLES} resamples of each configuration's runs, fixed generator seed). *tied*: the interval covers 1, "
-        f"the difference to the fastest is within seed noise; *slower*: the whole interval lies above 1. A run that "
-        f"never reached the target counts as infinitely slow (inf), as does a run a search's budget pruned (it was "
-        f"already slower than the best trial x prune_factor); failed runs are left out. The seconds rank and "
-        f"the steps rank (configurations that always reached the target first, as in the ranking, then by median; "
-        f"equal medians share a rank) stand side by side: a technique with costly steps "
-        f"can lead on steps and trail on seconds."
+        f"({RESAMPLES} resamples of each configuration's runs, fixed generator seed): how far apart the two may be "
+        f"(with few seeds it is optimistic, never wider than the seeds' spread). The verdict comes from a rank test "
+        f"(Dunn's standardized difference of mean ranks) corrected for the comparisons with the fastest and for "
+        f"picking the fastest from the same runs: the whole comparison is replayed on {RELABELLINGS} random "
+        f"relabellings of the runs (Westfall-Young max-T), so a sweep of configurations that are all alike calls "
+        f"any of them different at most {ALPHA:.0%} of the time. *slower* / *faster*: p <= {ALPHA:.2g}; *tied*: "
+        f"not distinguishable with these seeds, which is not the same as equal; *{TOO_FEW}*: no result of these "
+        f"seed counts could reach p <= {ALPHA:.2g}, so nothing is decided ({sig.seeds_needed} seeds per "
+        f"configuration always suffice for this many comparisons). A run that never reached the target counts as "
+        f"infinitely slow (inf), as does a "
+        f"run a search's budget pruned (it was already slower than the best trial x prune_factor); failed runs are "
+        f"left out. The seconds rank and the steps rank (configurations that always reached the target first, as in "
+        f"the ranking, then by median; equal medians share a rank) stand side by side: a technique with costly "
+        f"steps can lead on steps and trail on seconds."
     )
     if sig.one_seed:
         text += (
             " Some comparisons rest on one seed: they have no interval (one seed: no interval), so nothing can be "
-            "said about their difference; run more seeds (seed=0,1,2) to tell."
+            "said about their difference; run more seeds (seed=0,1,2,3,4) to tell."
         )
     return text
 
@@ -115,9 +130,11 @@ def tied_line(sig: Significance) -> str:
     if sig.fastest_seconds is None:
         return "no configuration's median run reached the target"
     groups = {
-        TIED: f"tied with it ({LEVEL} bootstrap CI of the ratio of medians covers 1)",
-        SLOWER: f"significantly slower ({LEVEL} CI above 1)",
-        FASTER: f"faster in median ({LEVEL} CI below 1) but not reaching the target in every seed",
+        TIED: f"tied with it (not distinguishable with these seeds: rank test corrected for the comparisons, "
+        f"p > {ALPHA:.2g})",
+        SLOWER: f"significantly slower ({TEST})",
+        FASTER: f"faster ({TEST}) but not a result in every run (a seed missed the target or failed)",
+        TOO_FEW: f"too few seeds to tell (run {sig.seeds_needed} per configuration)",
         ONE_SEED: "one seed, no interval: nothing can be said",
         NONE_REACHED: "median run never reached the target",
     }
@@ -149,10 +166,10 @@ def significance_blocks(sig: Significance, ranked: list[ConfigResult]) -> list[t
         "s rank",
         "configuration",
         "median s (unreached: inf)",
-        f"s × fastest [{LEVEL} CI]",
+        f"s × fastest [{LEVEL} bootstrap] verdict (p)",
         "steps rank",
         "median steps (unreached: inf)",
-        f"steps × fastest [{LEVEL} CI]",
+        f"steps × fastest [{LEVEL} bootstrap] verdict (p)",
     ]
     return [
         ("h2", "Which differences are real"),
