@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml scripts/constraints.txt
 	$(BIN)/python -m pip install --quiet -c scripts/constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-# the main job: which optimizer takes a wide MLP to 97% on the bundled digits fastest (18 runs, then the report
+# the main job: which optimizer takes a wide MLP to 97% on the bundled digits fastest (30 runs, then the report
 # with the differences that are real; conf/experiment/demo.yaml)
 demo: $(STAMP)
 	$(BIN)/python -m trainspeed.train experiment=demo $(ARGS)
