@@ -246,3 +246,23 @@ def test_the_report_files_and_the_terminal_show_the_comparison(tmp_path):
 def test_the_terminal_line_names_each_configuration_by_its_verdict(configs, said, not_said):
     line = tied_line(compare(rank([_config(name, seconds) for name, seconds in configs])))
     assert line.startswith("fastest in seconds: a=") and said in line and not_said not in line
+
+
+def test_the_performance_profile_counts_only_seeds_every_configuration_ran():
+    from trainspeed.report.document import _left_out
+    from trainspeed.report.profile import performance_profile
+
+    def on_seeds(name: str, seconds: list[float], seeds: list[int]) -> ConfigResult:
+        config = _config(name, seconds)
+        for run, seed in zip(config.runs, seeds, strict=True):
+            run.seed = str(seed)
+        return config
+
+    fast = on_seeds("x=fast", [1.0, 1.1, 1.2, 1.0], [0, 1, 2, 9])
+    slow = on_seeds("x=slow", [5.0, 5.5, 6.0, 4.0], [3, 4, 5, 9])  # only seed 9 is shared
+    profile = performance_profile([fast, slow])
+    assert profile.ratios == {"x=fast": [1.0], "x=slow": [4.0]} and profile.left_out == 6
+    assert (fast.profile_score, slow.profile_score) == (1.0, 0.0)
+    assert "6 runs of other seeds are left out" in _left_out(profile)
+    apart = performance_profile([on_seeds("x=a", [1.0], [0]), on_seeds("x=b", [5.0], [1])])
+    assert "No seed was run by every configuration" in _left_out(apart)

@@ -146,7 +146,7 @@ def blocks(
             "p",
             f"ρ(τ) is the fraction of a configuration's runs that reached the target within τ× the fastest time "
             f"of any configuration with the same seed (AlgoPerf); the score is the area under ρ on "
-            f"[1, {profile.tau_max:g}], normalised to [0, 1].",
+            f"[1, {profile.tau_max:g}], normalised to [0, 1]." + _left_out(profile),
         ),
         ("table", ["configuration"] + [f"ρ({t:g})" for t in PROFILE_TAUS] + ["score"], prof_rows),
         ("img", "performance profile", "performance_profile.png"),
@@ -166,3 +166,15 @@ def blocks(
     else:
         out.append(("p", "None: every run completed."))
     return out
+
+
+def _left_out(profile: PerformanceProfile) -> str:
+    """What the profile leaves out: the runs of seeds that not every configuration ran."""
+    if not profile.left_out:
+        return ""
+    if not any(profile.ratios.values()):
+        return " No seed was run by every configuration, so there is no profile."
+    return (
+        f" Only seeds that every configuration ran count: {profile.left_out} runs of other seeds are left out "
+        "(a seed run by one configuration alone would make its run the fastest for free)."
+    )

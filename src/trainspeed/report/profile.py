@@ -4,6 +4,10 @@ For a run r of configuration c with seed s, its ratio is t(r) / min over all run
 the time-to-target seconds (infinite when the target was not reached). ρ_c(τ) is the fraction of c's runs whose
 ratio is at most τ. The score is the area under ρ_c on [1, τ_max], divided by τ_max - 1: 1.0 means every run was
 the fastest for its seed, 0.0 means no run came within τ_max× of the fastest.
+
+Seeds play AlgoPerf's workloads, which every submission runs: only the seeds every configuration ran count. A
+seed that one configuration ran alone would make its run the fastest for that seed for free (ratio 1), so a
+sweep merged from runs on different seeds would give every configuration a perfect score.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ class PerformanceProfile:
 
     ratios: dict[str, list[float]]  # config -> one ratio per run (inf = never within)
     tau_max: float = TAU_MAX
+    left_out: int = 0  # runs of seeds that not every configuration ran
 
     def rho(self, config: str, tau: float) -> float:
         """Fraction of the configuration's runs within τ× of the best time for their seed."""
@@ -44,16 +49,20 @@ class PerformanceProfile:
 
 def performance_profile(configs: list[ConfigResult], tau_max: float = TAU_MAX) -> PerformanceProfile:
     """The profile of every configuration; sets each configuration's `profile_score`."""
+    seeds = [{run.seed for run in c.runs} for c in configs if c.runs]
+    shared = set.intersection(*seeds) if seeds else set()
     best: dict[str | None, float] = {}
     for c in configs:
         for run in c.runs:
-            best[run.seed] = min(best.get(run.seed, math.inf), _time(run))
+            if run.seed in shared:
+                best[run.seed] = min(best.get(run.seed, math.inf), _time(run))
     ratios: dict[str, list[float]] = {}
     for c in configs:
-        ratios[c.config] = [_ratio(_time(run), best[run.seed]) for run in c.runs]
-    profile = PerformanceProfile(ratios=ratios, tau_max=tau_max)
+        ratios[c.config] = [_ratio(_time(run), best[run.seed]) for run in c.runs if run.seed in shared]
+    left_out = sum(run.seed not in shared for c in configs for run in c.runs)
+    profile = PerformanceProfile(ratios=ratios, tau_max=tau_max, left_out=left_out)
     for c in configs:
-        c.profile_score = profile.score(c.config)
+        c.profile_score = profile.score(c.config) if ratios[c.config] else None
     return profile
 
 
