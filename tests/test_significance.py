@@ -266,3 +266,17 @@ def test_the_performance_profile_counts_only_seeds_every_configuration_ran():
     assert "6 runs of other seeds are left out" in _left_out(profile)
     apart = performance_profile([on_seeds("x=a", [1.0], [0]), on_seeds("x=b", [5.0], [1])])
     assert "No seed was run by every configuration" in _left_out(apart)
+
+
+def test_ranks_share_their_average_when_tied_as_scipys():
+    from scipy.stats import rankdata as scipy_ranks
+
+    from trainspeed.report.significance import rankdata
+
+    rng = np.random.default_rng(3)
+    for values in (
+        [3.0, 1.0, math.inf, 2.0, math.inf, 1.0],
+        list(rng.integers(0, 4, 12).astype(float)),
+        [5.0],
+    ):
+        assert rankdata(np.array(values)).tolist() == scipy_ranks(values).tolist()

@@ -34,7 +34,6 @@ import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from scipy.stats import rankdata
 
 from trainspeed.report.aggregate import ConfigResult
 
@@ -141,6 +140,19 @@ def rank_test(sample: np.ndarray, reference: np.ndarray) -> tuple[float, int]:
         extreme = np.abs(ranks[groups].sum(axis=1) - centre) >= abs(observed) - 1e-9
         p = float((extreme.sum() + 1) / (PERMUTATIONS + 1))
     return p, int(np.sign(round(observed, 9)))
+
+
+def rankdata(values: np.ndarray) -> np.ndarray:
+    """Ranks from 1, tied values sharing their average rank (scipy.stats.rankdata's default; scipy is not imported
+    here: the report runs where torch may be absent, and scipy's array-API layer inspects torch's module)."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.r_[True, ordered[1:] != ordered[:-1]]
+    first = np.flatnonzero(starts)
+    last = np.r_[first[1:], values.size] - 1
+    ranks = np.empty(values.size)
+    ranks[order] = ((first + last) / 2 + 1)[np.cumsum(starts) - 1]
+    return ranks
 
 
 @functools.lru_cache(maxsize=32)
