@@ -11,8 +11,8 @@ whose every run reached the target (the ranking, too, puts reliability first). E
   against the fastest would not: with 6 configurations x 3 seeds, a percentile-bootstrap interval above 1 was
   found in 37 % of sweeps of identical configurations. *slower* / *faster*: p <= 0.05; *tied*: not
   distinguishable with these seeds (not "equal": the interval says how far apart they may still be); *too few
-  seeds*: no outcome of these seed counts could reach 5 % (3 against 3 seeds give p >= 0.1 at best), so the
-  comparison decides nothing and says so rather than calling it a tie.
+  seeds*: no outcome of these seed counts could reach 5 % (two configurations of 3 seeds give p >= 0.1 at best),
+  so the comparison decides nothing and says so rather than calling it a tie.
 
 The pairs listed where seconds and steps disagree rest on the pair's own exact rank test (rank_test: every split
 of the pair's runs enumerated, Mann-Whitney's statistic, two-sided, 5 %).
