@@ -48,9 +48,8 @@ class UntimedCheckpoint(ModelCheckpoint):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         super().on_train_epoch_end(trainer, pl_module)
-        self._save_deferred(
-            trainer
-        )  # a validation at the epoch's end: after the epoch-end hooks, as Lightning
+        # a validation at the epoch's end: saved after the epoch-end hooks, where Lightning saves its own
+        self._save_deferred(trainer)
 
     def _save_deferred(self, trainer) -> None:
         if not self._save_after_validation:
