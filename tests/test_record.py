@@ -18,6 +18,7 @@ from trainspeed.record.summary import (
     read_summary,
     write_summary,
 )
+from trainspeed.resume import resume_arguments
 from trainspeed.run_mode import SWEEP_VAL_CHECK_STEPS, resolve_run_mode, stop_reason
 
 
@@ -176,3 +177,35 @@ def test_stop_reason_follows_the_resolved_settings(make_config):
     longer = make_config("trainer.max_epochs=30")
     resolve_run_mode(longer)
     assert stop_reason(longer, steps=300, epochs=15, reached_target=True) is None
+
+
+@pytest.mark.parametrize(
+    ("given", "saved", "hydra_mode", "mode"),
+    [
+        (["run_mode=sweep"], "sweep", "RUN", "sweep"),  # given by hand to a single run
+        (["run_mode='sweep'"], "sweep", "RUN", "sweep"),  # quoted on the command line
+        (["run_mode=run"], "run", "MULTIRUN", "run"),  # given by hand to a job of -m
+        (["run_mode=null"], None, "MULTIRUN", "sweep"),  # null: the launch decides
+        ([], None, "RUN", "run"),
+        ([], None, "MULTIRUN", "sweep"),
+    ],
+)
+def test_a_run_killed_before_its_record_resumes_in_the_mode_it_was_launched_in(
+    tmp_path, given, saved, hydra_mode, mode
+):
+    # the files Hydra writes when a job starts: the overrides as typed, the composed config, how it was launched
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text(
+        json.dumps([*given, "optimizer=sgd", "hydra.job.chdir=false"])
+    )
+    (run / ".hydra" / "config.yaml").write_text(json.dumps({"seed": 0, "run_mode": saved}))
+    (run / ".hydra" / "hydra.yaml").write_text(json.dumps({"hydra": {"mode": hydra_mode}}))
+    assert resume_arguments([f"resume={run}", "trainer.max_epochs=3"]) == [
+        f"run_mode={mode}",
+        "optimizer=sgd",
+        "hydra.mode=RUN",
+        "trainer.max_epochs=3",
+        f"hydra.run.dir={run.resolve()}",
+        f"resume={run.resolve()}",
+    ]

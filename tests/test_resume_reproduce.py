@@ -93,35 +93,94 @@ def _train_until_checkpoint(step: int, args: list[str], cwd: Path) -> None:
     assert killed.returncode == 9, killed.stderr[-3000:]
 
 
+def _logged(run_dir: Path) -> list[dict[str, str]]:
+    """Every row of metrics.csv, seconds aside (two runs' clocks differ)."""
+    rows = read_metrics_rows(run_dir / "metrics.csv")
+    return [{k: v for k, v in row.items() if "seconds" not in k} for row in rows]
+
+
+def _recorded(run_dir: Path) -> dict:
+    """summary.json without what differs between two runs of the same job (times, the machine's state)."""
+    summary = _summary(run_dir)
+    for key in ("train_seconds", "wall_seconds", "started", "ended", "git", "command", "versions"):
+        summary.pop(key, None)
+    if summary.get("time_to_target"):
+        summary["time_to_target"].pop("seconds", None)
+    return summary
+
+
+# (why the moment of the kill is hard, the run's overrides, the step whose checkpoint the run dies after)
+KILLED_AFTER_A_CHECKPOINT = {
+    # the checkpoint of step 30 comes after step 30's validation, which reaches the target: resumed past it, the
+    # run would never validate step 30 (time to target 40 instead of 30)
+    "validation at the checkpoint's step": (
+        [
+            "trainer.max_epochs=3",
+            "trainer.val_check_interval=10",
+            "trainer.check_val_every_n_epoch=null",
+            "target.value=0.93",
+            "callbacks.resume_checkpoint.every_n_train_steps=30",
+        ],
+        30,
+    ),
+    # step 21 is inside the window of steps 21-30 that train/loss and train/acc average
+    "a checkpoint inside a logging window": (
+        ["trainer.max_epochs=2", "callbacks.resume_checkpoint.every_n_train_steps=7"],
+        21,
+    ),
+    # val/acc_best is the best of every validation, those before the kill included
+    "the best validation before the kill": (
+        [
+            "trainer.max_epochs=3",
+            "trainer.val_check_interval=5",
+            "trainer.check_val_every_n_epoch=null",
+            "callbacks.resume_checkpoint.every_n_train_steps=10",
+        ],
+        30,
+    ),
+    # step 40 ends epoch 1 (an epoch is 20 steps) in a run bounded by steps: epoch 2 follows, in epoch 2's order
+    "an epoch's end in a run bounded by steps": (
+        [
+            "trainer.max_steps=47",
+            "trainer.max_epochs=-1",
+            "callbacks.resume_checkpoint.every_n_train_steps=10",
+        ],
+        40,
+    ),
+    # nothing validates or logs a training window after the resume: the record keeps what was logged before
+    "nothing logged after the resume": (
+        ["trainer.max_steps=37", "callbacks.resume_checkpoint.every_n_train_steps=10"],
+        30,
+    ),
+    # a job given run_mode=sweep by hand resumes as a sweep job (its summary.json, which says so, is not written
+    # yet): the same validation every 5 steps and the stop at the target
+    "run_mode given by hand": (
+        ["run_mode=sweep", "trainer.max_epochs=5", "callbacks.resume_checkpoint.every_n_train_steps=10"],
+        20,
+    ),
+}
+
+
 @pytest.mark.slow
-def test_a_run_killed_right_after_a_checkpoint_keeps_that_steps_metrics(tmp_path):
-    # validation every 10 steps and a checkpoint every 30: the checkpoint of step 30 comes after its validation,
-    # which reaches the target
-    args = [
-        *RUN,
-        "trainer.max_epochs=3",
-        "trainer.val_check_interval=10",
-        "trainer.check_val_every_n_epoch=null",
-        "target.value=0.93",
-        "callbacks.resume_checkpoint.every_n_train_steps=30",
-        "run_test=false",
-    ]
+@pytest.mark.parametrize("case", list(KILLED_AFTER_A_CHECKPOINT))
+def test_a_run_killed_right_after_a_checkpoint_resumes_to_the_same_record(tmp_path, case):
+    overrides, step = KILLED_AFTER_A_CHECKPOINT[case]
+    args = [*RUN, *overrides, "run_test=false"]
     assert run_cli(["trainspeed.train", *args, "hydra.run.dir=whole"], cwd=tmp_path).returncode == 0
-    assert _summary(tmp_path / "whole")["time_to_target"]["steps"] == 30
-    _train_until_checkpoint(30, [*args, "hydra.run.dir=killed"], tmp_path)
-    assert run_cli(["trainspeed.train", f"resume={tmp_path / 'killed'}"], cwd=tmp_path).returncode == 0
+    _train_until_checkpoint(step, [*args, "hydra.run.dir=killed"], tmp_path)
+    assert not (tmp_path / "killed" / "summary.json").exists()
+    resumed = run_cli(["trainspeed.train", f"resume={tmp_path / 'killed'}"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
 
-    def logged(run: str) -> list[dict[str, str]]:
-        """Every row, seconds aside (the two runs' clocks differ)."""
-        rows = read_metrics_rows(tmp_path / run / "metrics.csv")
-        return [{k: v for k, v in row.items() if "seconds" not in k} for row in rows]
-
-    whole, killed = logged("whole"), logged("killed")
-    assert {"step": "29", "time_to_target/steps": "30"}.items() <= next(
-        row for row in killed if row.get("time_to_target/steps")
-    ).items()  # logged at its validation's step (the index of step 30), before the checkpoint
-    assert killed == whole
-    assert _summary(tmp_path / "killed")["time_to_target"]["steps"] == 30
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert _logged(killed) == _logged(whole)
+    assert _recorded(killed) == _recorded(whole)
+    assert _recorded(whole)["metrics"].keys() >= {"val/acc", "val/loss", "train/loss"}
+    if case == "validation at the checkpoint's step":
+        assert {"step": "29", "time_to_target/steps": "30"}.items() <= next(
+            row for row in _logged(killed) if row.get("time_to_target/steps")
+        ).items()  # logged at its validation's step (the index of step 30), before the checkpoint
+        assert _summary(killed)["time_to_target"]["steps"] == 30
 
 
 @pytest.mark.slow
@@ -227,6 +286,7 @@ def _bytes_of(state: dict[str, tuple[bytes, int]]) -> dict[str, bytes]:
     return {name: data for name, (data, _) in state.items()}
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_leaves_it_untouched_and_training_longer_works(tmp_path):
     run = tmp_path / "run"
     args = [*RUN[:2], "seed=3", "trainer.max_epochs=2", "logger=default", f"hydra.run.dir={run}"]
@@ -259,6 +319,7 @@ def test_resuming_a_finished_run_leaves_it_untouched_and_training_longer_works(t
     assert (summary["status"], summary["steps"], summary["epochs"]) == ("completed", 60, 3)
 
 
+@pytest.mark.slow
 def test_a_sweep_job_replays_and_resumes_as_a_sweep_job(tmp_path):
     # an ad-hoc sweep: it stops at the target and validates every 5 steps (not once per epoch) by default
     sweep = ["-m", *RUN, "trainer.max_epochs=15", "optimizer=adam", "hydra.sweep.dir=sweep"]
@@ -279,6 +340,7 @@ def test_a_sweep_job_replays_and_resumes_as_a_sweep_job(tmp_path):
     assert resumed.returncode == 0 and "already finished" in resumed.stdout  # the stop rule of a sweep job
 
 
+@pytest.mark.slow
 def test_relaunched_sweep_finishes_a_record_from_a_checkpoint_at_its_stop_condition(tmp_path):
     # job 0 stops at its target, job 1 at max_epochs; last.ckpt is written only when training ends
     sweep = [
@@ -311,6 +373,7 @@ def test_relaunched_sweep_finishes_a_record_from_a_checkpoint_at_its_stop_condit
         assert len(read_metrics_csv(job / "metrics.csv")["test/acc"]) == 1
 
 
+@pytest.mark.slow
 def test_reproducing_a_run_without_metrics_csv_says_what_was_compared(tmp_path):
     args = [*RUN[:2], "seed=3", "trainer.max_epochs=1", "logger=tensorboard", "hydra.run.dir=tb"]
     assert run_cli(["trainspeed.train", *args], cwd=tmp_path).returncode == 0

@@ -41,9 +41,10 @@ def _fp16_with_scaler(trainer: pl.Trainer) -> None:
     trainer.strategy.precision_plugin = MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu"))
 
 
-def _train(cfg, ckpt_path: Path | None = None, plugin=None) -> dict:
+def _train(cfg, ckpt_path: Path | None = None, plugin=None, save_to: Path | None = None) -> dict:
     """What run_job does up to fit, keeping the objects a test needs to look at; `plugin(trainer)` may change
-    the trainer before fit."""
+    the trainer before fit; `save_to`: where to save the checkpoint of the state fit ended in (as run_job's
+    last.ckpt at the end of training)."""
     torch.manual_seed(cfg.seed)
     datamodule = build_datamodule(cfg.data, cfg.seed)
     network, _ = build_network(cfg, datamodule.input_shape, datamodule.num_classes)
@@ -57,11 +58,14 @@ def _train(cfg, ckpt_path: Path | None = None, plugin=None) -> dict:
     if plugin is not None:
         plugin(parts.trainer)
     parts.trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    if save_to is not None:
+        parts.trainer.save_checkpoint(save_to)
     with open(Path(cfg.trainer.default_root_dir) / "metrics.csv") as file:
         rows = list(csv.DictReader(file))
     return {
         "params": [p.detach().clone() for p in network.parameters()],
         "global_step": parts.trainer.global_step,
+        "epoch": parts.trainer.current_epoch,
         "lrs": lrs,
         "val_steps": [int(r["step"]) for r in rows if r.get("val/acc")],
         "logged": [(int(r["step"]), r["train/loss"], r["lr"]) for r in rows if r.get("train/loss")],
@@ -160,13 +164,23 @@ def test_groups_end_on_every_event_and_never_cross_the_epoch():
     assert list(StepPlan(size=4).group_ends(0, 2, 11)) == [6, 10, 11]
 
 
-@pytest.mark.parametrize("step", [10, 20, 30])  # mid-epoch, the epoch's last step, just after an epoch
-def test_resuming_at_a_checkpoint_continues_exactly(make_config, step):
+# mid-epoch, the epoch's last step, just after an epoch; an epoch's last step of a run bounded by steps
+@pytest.mark.parametrize(
+    ("step", "bound"),
+    [(10, "epochs"), (20, "epochs"), (30, "epochs"), (40, "steps")],
+)
+def test_resuming_at_a_checkpoint_continues_exactly(make_config, step, bound):
     """A killed run resumes from its last checkpoint: continuing from the checkpoint of step N gives the same
-    parameters, step count and learning rates as the run that was never stopped."""
+    parameters, step count, learning rates and logged training windows as the run that was never stopped (the
+    windows of 7 steps are cut by the checkpoints)."""
     run = [
         *BASE,
-        "trainer.max_epochs=3",
+        *(
+            ["trainer.max_epochs=3"]
+            if bound == "epochs"
+            else ["trainer.max_steps=60", "trainer.max_epochs=-1"]
+        ),
+        "trainer.log_every_n_steps=7",
         "scheduler=cosine",
         "model.dropout=0.2",  # random numbers in the step: the generators must resume too
         "callbacks.resume_checkpoint.every_n_train_steps=10",
@@ -181,6 +195,24 @@ def test_resuming_at_a_checkpoint_continues_exactly(make_config, step):
         assert torch.equal(a, b)
     assert resumed["global_step"] == whole["global_step"] == 60
     assert resumed["lrs"] == whole["lrs"][step:]
+    assert resumed["logged"] == [row for row in whole["logged"] if row[0] >= step]
+
+
+def test_a_run_bounded_by_steps_trains_on_from_its_end_exactly(make_config):
+    """A run that ended at an epoch's end (max_steps 40: two epochs of 20 steps), resumed from the checkpoint
+    written as it ended, with a larger max_steps, continues as the longer run that was never stopped: into the next
+    epoch, in that epoch's data order, without the finished epoch's end hooks run again."""
+    run = [*BASE, "trainer.max_epochs=-1", "trainer.log_every_n_steps=7"]
+    whole = _train(make_config(*run, "trainer.max_steps=60"))
+    shorter = make_config(*run, "trainer.max_steps=40")
+    end = Path(shorter.trainer.default_root_dir) / "end.ckpt"
+    _train(shorter, save_to=end)
+    resumed = _train(make_config(*run, "trainer.max_steps=60"), ckpt_path=end)
+    for a, b in zip(whole["params"], resumed["params"], strict=True):
+        assert torch.equal(a, b)
+    assert (resumed["global_step"], resumed["epoch"]) == (whole["global_step"], whole["epoch"]) == (60, 3)
+    assert resumed["logged"] == [row for row in whole["logged"] if row[0] >= 40]
+    assert resumed["val_steps"] == [step for step in whole["val_steps"] if step >= 40] == [59]
 
 
 @pytest.mark.parametrize("steps_per_iteration", [1, 16])

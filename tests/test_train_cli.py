@@ -74,6 +74,7 @@ def test_seed_zero_is_a_real_seed_and_seeds_differ(make_config):
     assert a != c
 
 
+@pytest.mark.slow
 def test_two_job_multirun_from_another_directory(tmp_path):
     """conf/ is found from any working directory; each job gets a run folder with a valid record."""
     elsewhere = tmp_path / "elsewhere"

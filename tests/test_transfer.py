@@ -302,6 +302,7 @@ def test_pretrained_true_reads_timm_weights_from_the_local_hub_cache(tmp_path, m
     assert torch.equal(network.conv1[0].weight, rgb.conv1[0].weight.sum(dim=1, keepdim=True))
 
 
+@pytest.mark.slow
 def test_transfer_sweep_pretrained_runs_reach_the_target_in_fewer_steps_than_scratch(pretrained, tmp_path):
     weights = pretrained[0]
     result = run_cli(

@@ -30,6 +30,9 @@ from trainspeed.training.trainer_factory import STEP_KEYS, TrainerParts, build_t
 
 log = logging.getLogger(__name__)
 
+# the final metrics a run logs while it trains (val/acc_best is the time-to-target callback's, restored with it)
+LOGGED_METRICS = ("val/acc", "val/loss", "train/loss")
+
 
 def run_dir_and_overrides() -> tuple[Path, list[str]]:
     """The job's output folder and the overrides that decide what it trains (from Hydra, or the cwd outside
@@ -150,6 +153,14 @@ def _restore_progress(trainer: pl.Trainer, checkpoint: str) -> None:
         trainer.fit_loop.load_state_dict(state["loops"]["fit_loop"])
 
 
+def _logged_before(run_dir: Path, state: CheckpointState, ended: bool) -> dict[str, float]:
+    """The metrics a run had logged when its checkpoint was written: saved in the checkpoint, or for a checkpoint
+    written without them, metrics.csv's last values before it (every row, when training is over)."""
+    if state.logged is not None:
+        return {name: state.logged[name] for name in LOGGED_METRICS if name in state.logged}
+    return last_logged(run_dir, LOGGED_METRICS, state.step if ended else state.step - 1)
+
+
 def _finish_from_checkpoint(
     recorder: JobRecorder, module: Classifier, datamodule: Any, checkpoint: str, state: CheckpointState
 ) -> None:
@@ -158,9 +169,7 @@ def _finish_from_checkpoint(
     trainer = recorder.parts.trainer
     _restore_progress(trainer, checkpoint)
     recorder.finished_at = state
-    recorder.restored_metrics = last_logged(
-        recorder.run_dir, ("val/acc", "val/loss", "train/loss"), state.step
-    )
+    recorder.restored_metrics = _logged_before(recorder.run_dir, state, ended=True)
     if recorder.cfg.run_test:
         trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint, verbose=False)
         recorder.test_metrics = dict(trainer.callback_metrics)
@@ -201,6 +210,10 @@ def run_job(cfg: DictConfig, resume_from: str | None = None) -> Summary:
         # rows when training is over, test rows aside: a record written before time_to_target's row took its
         # validation's logger step has that row at the step count)
         resume_step = None if state is None else state.step + 1 if ended else state.step
+        if state is not None and not ended:
+            # what the run logged before the checkpoint stands until the resumed run logs it again: a run resumed
+            # close to its end may not validate (or log a training window) before it stops
+            recorder.restored_metrics = _logged_before(recorder.run_dir, state, ended=False)
         recorder.parts = build_trainer(cfg, resume_step=resume_step)
         trainer = recorder.parts.trainer
         # started now, so that a job failing in fit has its failed W&B run; a resumed job continues its run

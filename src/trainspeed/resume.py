@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trainspeed.errors import ConfigError, DataError
-from trainspeed.record.checkpoint_file import start_checkpoint
+from trainspeed.record.checkpoint_file import RUNNING_STATE_KEY, start_checkpoint
 from trainspeed.record.run_folder import (
     LAST_CHECKPOINT,
     OVERRIDES_FILE,
     is_placement,
     launched_as_sweep_job,
+    launched_run_mode,
     override_key,
     override_value,
     training_overrides,
@@ -31,9 +32,15 @@ log = logging.getLogger("trainspeed")
 
 
 def recorded_run_mode(run_dir: Path, summary: Summary | None = None) -> str:
-    """The run mode a run folder was made in: from its summary.json, else from Hydra's record of the launch."""
+    """The run mode a run folder was made in: from its summary.json, else the run_mode= it was launched with (saved
+    in its .hydra/config.yaml), else from Hydra's record of the launch (a run killed before its summary was written
+    has only the last two)."""
+    from trainspeed.run_mode import MODES
+
     if summary is not None and summary.run_mode is not None:
         return summary.run_mode
+    if (given := launched_run_mode(run_dir)) in MODES:
+        return given
     return "sweep" if launched_as_sweep_job(run_dir) else "run"
 
 
@@ -121,6 +128,7 @@ class CheckpointState:
     step: int
     epoch: int
     reached_target: bool
+    logged: dict[str, float] | None = None  # the metrics last logged before it (None: written without them)
 
 
 def checkpoint_to_resume(run_dir: Path, resume: str | None, ckpt_path: str | None) -> str | None:
@@ -155,6 +163,7 @@ def checkpoint_state(checkpoint: str | None) -> CheckpointState | None:
         step=int(state.get("global_step", 0)),
         epoch=int(state.get("epoch", 0)),
         reached_target=target.get("result") is not None,
+        logged=(state.get(RUNNING_STATE_KEY) or {}).get("logged"),
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.loops.loop import _Loop
 
 from trainspeed.step_groups import StepGroup, StepPlan
 
@@ -137,6 +138,22 @@ class SteppedLoop(Callback):
         return count % every == 0
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        fit = trainer.fit_loop
+        epochs = fit.epoch_progress.current
+        if (
+            fit.restarting
+            and fit.epoch_loop.batch_progress.is_last_batch
+            and epochs.ready == epochs.started == epochs.processed
+        ):
+            # Resumed from a checkpoint written once an epoch's training was over (at its end hooks, or when the
+            # run ended there): a run bounded by epochs is not restarting then (the epoch is done) and starts the
+            # next epoch cleanly. One bounded by steps (max_steps) stays restarting, and Lightning resumes it as if
+            # inside the finished epoch: it runs that epoch's end hooks again (plateau schedulers step twice) and
+            # seeds the next epoch's order with the epoch after it. Lightning's own reset, not restarting, takes
+            # the clean path here too (FitLoop's setter keeps a run bounded by steps restarting: set as a plain
+            # loop's).
+            _Loop.restarting.fset(fit, False)
+            fit.reset()
         # Resumed from a checkpoint written after an epoch's last group: Lightning counts that epoch as done and
         # starts the next one, but clears the finished epoch's batch progress only when it reaches the loader's
         # length, which a loader of groups has not; with a finite count for this one check, it does.

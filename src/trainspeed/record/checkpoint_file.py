@@ -15,6 +15,10 @@ from pathlib import Path
 from trainspeed.errors import ConfigError
 from trainspeed.record.run_folder import LAST_CHECKPOINT, override_key, override_value
 
+# where a checkpoint keeps the module's running state: the training window it cut, the best validation so far and
+# the metrics logged last (training/classifier.py writes it, resume.checkpoint_state reads the metrics)
+RUNNING_STATE_KEY = "trainspeed_running_state"
+
 CKPT_PATH_ACCEPTED = (
     "a checkpoint file written by trainspeed or Lightning (.ckpt), last (this run folder's checkpoints/last.ckpt) "
     "or null"

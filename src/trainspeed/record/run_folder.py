@@ -1,5 +1,5 @@
-"""A run folder's files, read and named in one place: `.hydra/overrides.yaml`, `.hydra/hydra.yaml`, `metrics.csv`
-and the checkpoint a run resumes from (summary.json has its own typed module, record/summary.py).
+"""A run folder's files, read and named in one place: `.hydra/overrides.yaml`, `.hydra/hydra.yaml`,
+`.hydra/config.yaml`, `metrics.csv` and the checkpoint a run resumes from (summary.json has its own typed module, record/summary.py).
 
 Resume, reproduce, the sweep relaunch and the report all read these files; they do it through here, so an override
 is parsed one way and a truncated metrics.csv is tolerated the same way everywhere.
@@ -15,6 +15,7 @@ import yaml
 
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
 HYDRA_FILE = Path(".hydra") / "hydra.yaml"
+CONFIG_FILE = Path(".hydra") / "config.yaml"
 METRICS_FILE = "metrics.csv"
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 
@@ -52,6 +53,17 @@ def training_overrides(run_dir: str | Path) -> list[str] | None:
     """The saved overrides that decide what the run trains: without hydra.*, resume= and run_mode=."""
     saved = read_overrides(run_dir)
     return None if saved is None else [o for o in saved if not is_placement(o)]
+
+
+def launched_run_mode(run_dir: str | Path) -> str | None:
+    """The run_mode the run was launched with, as Hydra saved its config (.hydra/config.yaml; quotes and the like
+    already parsed); None when none was given or there is no readable file."""
+    try:
+        config = yaml.safe_load((Path(run_dir) / CONFIG_FILE).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    mode = config.get("run_mode") if isinstance(config, dict) else None
+    return mode if isinstance(mode, str) else None
 
 
 def launched_as_sweep_job(run_dir: str | Path) -> bool | None:

@@ -23,6 +23,7 @@ from trainspeed.callbacks.stepped_loop import find_stepped_loop
 from trainspeed.callbacks.train_clock import TrainClock, find_clock
 from trainspeed.optim.optimizers import build_optimizer
 from trainspeed.optim.schedulers import build_scheduler
+from trainspeed.record.checkpoint_file import RUNNING_STATE_KEY
 from trainspeed.step_groups import StepGroup
 
 if TYPE_CHECKING:
@@ -120,6 +121,7 @@ class Classifier(pl.LightningModule):
         self._window_loss: list[torch.Tensor] = []  # per batch since the last logged window
         self._window_logits: list[torch.Tensor] = []
         self._window_targets: list[torch.Tensor] = []
+        self._window_carried = (0, 0)  # (correct, seen) of a window a checkpoint cut, restored on resume
         self._direct = False
         self._clip_after_unscale = False  # clip in on_before_optimizer_step (16-mixed), not inline
         self._clock: TrainClock | _NoClock = _NoClock()
@@ -141,6 +143,8 @@ class Classifier(pl.LightningModule):
         # Otherwise clip inline, before the step, so that the optimizer's step pre-hooks (the diagnostics) see the
         # clipped gradients (Lightning's plain precision runs on_before_optimizer_step after them, in the closure)
         self._clip_after_unscale = scaled
+        # a window restored from a checkpoint was loaded before the module moved to its device
+        self._window_loss = [loss.to(self.device) for loss in self._window_loss]
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Lightning calls this inside the wrapped optimizer step, after its gradient scaler (16-mixed) unscaled
@@ -257,10 +261,11 @@ class Classifier(pl.LightningModule):
         written: a run killed between the two lost that row for good (the resumed run starts after it)."""
         trainer = self.trainer
         loss = torch.stack(self._window_loss).mean()
-        targets = torch.cat(self._window_targets)
-        accuracy = (torch.cat(self._window_logits).argmax(dim=1) == targets).sum() / targets.shape[0]
+        correct, seen = self._window_counts()
+        accuracy = correct / seen
         lr = float(trainer.optimizers[0].param_groups[0]["lr"])
         self._window_loss, self._window_logits, self._window_targets = [], [], []
+        self._window_carried = (0, 0)
         # one host sync per window
         loss_value, accuracy_value = torch.stack([loss.float(), accuracy.float()]).tolist()
         trainer.callback_metrics.update(
@@ -276,6 +281,49 @@ class Classifier(pl.LightningModule):
         }
         for logger in trainer.loggers:
             logger.log_metrics(scalars, step=trainer.global_step - 1)
+
+    def _window_counts(self) -> tuple[torch.Tensor | int, int]:
+        """(correct predictions, examples) of the training window so far; the count stays on the device."""
+        correct, seen = self._window_carried
+        if self._window_logits:
+            targets = torch.cat(self._window_targets)
+            correct = (torch.cat(self._window_logits).argmax(dim=1) == targets).sum() + correct
+            seen += targets.shape[0]
+        return correct, seen
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The running state the record needs that the module's state_dict leaves out, under its own key (so
+        checkpoints written without it still load):
+        - the training window the checkpoint cut (a checkpoint cadence that is not a multiple of log_every_n_steps
+          falls inside a window; resumed without it, the window would average only the steps after the resume);
+        - the best validation accuracy so far (torchmetrics keeps a metric's state out of state_dict, so
+          val/acc_best would start over);
+        - the metrics logged last (the trainer's callback metrics are not checkpointed: a run resumed close to its
+          end may stop before it validates or logs again, and its record still needs them)."""
+        window = None
+        if self._window_loss:
+            correct, seen = self._window_counts()
+            window = {"loss": torch.stack(self._window_loss).cpu(), "correct": int(correct), "seen": seen}
+        best = float(self.val_acc_best.max_value) if self.val_acc_best.update_count else None
+        logged = {
+            name: float(value)
+            for name, value in self.trainer.callback_metrics.items()
+            if isinstance(value, (int, float)) or (isinstance(value, torch.Tensor) and value.numel() == 1)
+        }
+        checkpoint[RUNNING_STATE_KEY] = {"train_window": window, "val_acc_best": best, "logged": logged}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get(RUNNING_STATE_KEY) or {}
+        window = state.get("train_window")
+        self._window_loss, self._window_logits, self._window_targets = [], [], []
+        self._window_carried = (0, 0)
+        # the window is rank zero's (the rank that saves and logs); the other ranks' windows start afresh
+        if window is not None and (self._trainer is None or self._trainer.is_global_zero):
+            self._window_loss = list(window["loss"].unbind())  # moved to the device in on_train_start
+            self._window_carried = (int(window["correct"]), int(window["seen"]))
+        if state.get("val_acc_best") is not None:
+            self.val_acc_best.reset()
+            self.val_acc_best.update(float(state["val_acc_best"]))
 
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], loss: MeanMetric, accuracy) -> None:
         x, y = batch
