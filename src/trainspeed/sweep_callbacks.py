@@ -1,5 +1,5 @@
-"""Hydra callbacks for sweeps: a relaunch never puts other settings over a job's record, and the exit code and
-last message of a sweep in which some job failed."""
+"""Hydra callbacks: one process at a time in a run or sweep folder, a relaunch never puts other settings over a
+job's record, and the exit code and last message of a sweep in which some job failed."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from trainspeed.errors import ConfigError
 from trainspeed.parallel_jobs import SUBMITIT
+from trainspeed.record.folder_lock import lock_folder, release_folder
 from trainspeed.record.run_folder import OVERRIDES_FILE, is_placement, training_overrides
 from trainspeed.record.summary import RecordError, read_summary, summary_or_none
 from trainspeed.sweep_console import outcome, planned_jobs
@@ -103,3 +105,38 @@ class RelaunchGuard(Callback):
         if conflict:
             print(f"trainspeed: error: {conflict}", file=sys.stderr)
             raise SystemExit(2)
+
+
+RUN_IN_USE = (
+    "a folder no other trainspeed process is working in (another hydra.run.dir, or wait for that run to end)"
+)
+SWEEP_IN_USE = (
+    "a sweep folder no other trainspeed sweep is running in (wait for that sweep to end, or stop it, before "
+    "re-launching it; or another hydra.sweep.dir)"
+)
+
+
+class FolderLock(Callback):
+    """Locks the run folder (a run) or the sweep folder (a multirun) before Hydra writes anything into it, for as
+    long as this process works there (trainspeed.record.folder_lock): a second process launched into a folder in
+    use is refused with exit code 2 and changes nothing. Each job of a sweep locks its own folder too (train.py)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._lock(Path(str(config.hydra.run.dir)), "hydra.run.dir", RUN_IN_USE, "nothing was written")
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        release_folder(Path(str(config.hydra.run.dir)))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._lock(Path(str(config.hydra.sweep.dir)), "hydra.sweep.dir", SWEEP_IN_USE, "nothing was changed")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        release_folder(Path(str(config.hydra.sweep.dir)))
+
+    @staticmethod
+    def _lock(folder: Path, key: str, accepted: str, outcome: str) -> None:
+        try:
+            lock_folder(folder, key, accepted)
+        except ConfigError as err:
+            print(f"trainspeed: error: {err}; {outcome}", file=sys.stderr)
+            raise SystemExit(2) from None

@@ -14,12 +14,13 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from trainspeed.config_paths import CONFIG_NAME, config_dir, in_sweep
-from trainspeed.errors import TrainspeedError, is_user_error
+from trainspeed.errors import ConfigError, TrainspeedError, is_user_error
 from trainspeed.lightning_refusal import refusal_message
 from trainspeed.parallel_jobs import check_sweep_launcher, prepare_parallel_job
 from trainspeed.process_exit import run_and_exit
 from trainspeed.quiet import quiet_library_noise
 from trainspeed.record.checkpoint_file import check_resume_checkpoint
+from trainspeed.record.folder_lock import lock_folder, release_folder
 from trainspeed.record.folder_snapshot import FolderSnapshot
 from trainspeed.record.run_folder import LAST_CHECKPOINT
 from trainspeed.resume import already_finished, resume_arguments, resumed_folder, sweep_job_plan
@@ -29,6 +30,9 @@ from trainspeed.tracking.wandb_import import import_wandb_before_torch
 from trainspeed.validation import record_refusal, validate
 
 log = logging.getLogger("trainspeed")
+
+JOB_IN_USE = "a job folder no other trainspeed process is working in (a resume of this job still running?)"
+RESUME_IN_USE = "a run no other process is still training (wait for it to end, or stop it, then resume it)"
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name=CONFIG_NAME)
@@ -42,8 +46,17 @@ def main(cfg: DictConfig) -> float | None:
     """
     if not in_sweep():
         return _run(cfg)[0]
-    with job_output_to_log(Path(HydraConfig.get().runtime.output_dir)):
-        seconds, skipped = _run(cfg)
+    job_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:  # the job's own folder (sweep_callbacks.FolderLock locks the sweep's and a single run's)
+        locked = lock_folder(job_dir, "hydra.sweep.dir", JOB_IN_USE)
+    except ConfigError as err:
+        return _job_failed(err, cfg)
+    try:
+        with job_output_to_log(job_dir):
+            seconds, skipped = _run(cfg)
+    finally:
+        if locked:
+            release_folder(job_dir)
     if not skipped:
         print_job_line()
     return seconds
@@ -121,6 +134,8 @@ def cli() -> NoReturn:
 def _cli() -> None:
     resumed = resumed_folder(sys.argv[1:])
     try:
+        if resumed is not None and resumed.is_dir():  # held until the process ends (record/folder_lock.py)
+            lock_folder(resumed, "resume", RESUME_IN_USE)
         sys.argv[1:] = resume_arguments(sys.argv[1:])
         finished = already_finished(sys.argv[1:])
         if not finished:

@@ -1,0 +1,101 @@
+"""One trainspeed process at a time in a run or sweep folder.
+
+The process training in a folder writes its record there: metrics.csv, checkpoints, summary.json, W&B's files. A
+second process in the same folder - `resume=RUN` while the run is still alive (a scheduler requeuing a job whose
+first instance has not died yet, a second terminal), a run given the same `hydra.run.dir`, a sweep re-launched into
+its folder while the first launch is still running jobs - would interleave rows, replace checkpoints under the
+first and leave a record that belongs to neither. So each process holds an exclusive lock on the folder it works in,
+and a second one is refused before it writes anything.
+
+The lock is `flock` on the folder itself (the standard library's fcntl; no lock library handles a directory): no
+file is added to the record, and the operating system releases it when the process ends, however it ends, so a
+killed run leaves no stale lock behind and resumes at once. Where `flock` does not exist (Windows) nothing is locked.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import errno
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from trainspeed.errors import ConfigError
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger("trainspeed")
+
+_held: dict[Path, int] = {}  # folder -> descriptor whose lock this process holds
+_created: set[Path] = set()  # folders the lock made (they did not exist yet)
+
+IN_USE = "in use by another trainspeed process"
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", "SUBMITIT_LOCAL_GLOBALID")
+
+
+def secondary_rank() -> bool:
+    """Whether this process is a rank other than zero of a multi-process run: the folder is rank zero's (which
+    holds its lock) and the other ranks share it: started by Lightning (LOCAL_RANK, NODE_RANK), torchrun (RANK),
+    SLURM (SLURM_PROCID) or submitit's local executor (SUBMITIT_LOCAL_GLOBALID)."""
+    return any(int(os.environ.get(name) or 0) > 0 for name in RANK_VARIABLES)
+
+
+def lock_folder(folder: Path, key: str, accepted: str) -> bool:
+    """Take the folder's lock for this process (creating the folder when it does not exist yet: Hydra would, a
+    moment later). True when taken
+    now, False when this process already holds it; ConfigError naming `key` and the folder when another process
+    holds it (`accepted` says what the user can do instead)."""
+    folder = Path(folder).resolve()
+    if fcntl is None or folder in _held or secondary_rank():
+        return False
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        _created.add(folder)
+        if len(_created) == 1:
+            atexit.register(_release_all)  # a process refused before it wrote anything leaves no empty folder
+    descriptor = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        os.close(descriptor)
+        if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise ConfigError(key, str(folder), accepted, problem=IN_USE) from None
+        log.warning("%s cannot be locked (%s): nothing keeps a second process out of it", folder, err)
+        return False  # a file system without locks (some network mounts): work unlocked, as before
+    _held[folder] = descriptor
+    return True
+
+
+def release_folder(folder: Path) -> None:
+    """Give the folder's lock back (closing the descriptor releases it); a folder the lock created is removed
+    again while it is empty (a sweep refused before its first job, say)."""
+    folder = Path(folder).resolve()
+    descriptor = _held.pop(folder, None)
+    if descriptor is not None:
+        os.close(descriptor)
+    if folder in _created:
+        _created.discard(folder)
+        with contextlib.suppress(OSError):  # not empty (the run wrote into it) or already gone: kept as it is
+            folder.rmdir()
+
+
+def _release_all() -> None:
+    for folder in list(_held):
+        release_folder(folder)
+
+
+@contextmanager
+def folder_locked(folder: Path, key: str, accepted: str) -> Iterator[None]:
+    """The folder locked for the block (left locked when this process held it already)."""
+    taken = lock_folder(folder, key, accepted)
+    try:
+        yield
+    finally:
+        if taken:
+            release_folder(folder)

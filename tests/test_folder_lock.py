@@ -1,0 +1,123 @@
+"""One trainspeed process at a time in a run or sweep folder: a second one is refused before it writes anything, and
+a process that dies, however it dies, leaves no lock behind."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+from trainspeed.errors import ConfigError
+from trainspeed.record.folder_lock import lock_folder, release_folder
+
+RUN = ["trainer.enable_progress_bar=false", "logger=csv", "trainer.max_epochs=1", "seed=3"]
+
+# what a training process does with its folder, in a process of its own
+HOLD = """
+import sys
+from pathlib import Path
+from trainspeed.record.folder_lock import lock_folder
+lock_folder(Path(sys.argv[1]), "hydra.run.dir", "another folder")
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def _files(folder: Path) -> dict[str, str]:
+    """Every file of the folder with a digest of its bytes."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _holder(folder: Path) -> subprocess.Popen:
+    """Another process holding the folder's lock until it is killed."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout.readline().strip() == "locked"
+    return process
+
+
+def _kill(process: subprocess.Popen) -> None:
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def test_the_lock_is_refused_while_another_process_holds_it_and_free_once_it_dies(tmp_path):
+    folder = tmp_path / "run"
+    holder = _holder(folder)
+    try:
+        with pytest.raises(
+            ConfigError, match=r"resume=.*run' is not valid \(in use by another trainspeed process\)"
+        ):
+            lock_folder(folder, "resume", "a run no other process is training")
+    finally:
+        _kill(holder)  # SIGKILL: no chance to release anything
+    deadline = time.monotonic() + 10
+    while True:  # the kernel drops the dead process's lock as it reaps it
+        try:
+            assert lock_folder(folder, "resume", "a run no other process is training")
+            break
+        except ConfigError:
+            assert time.monotonic() < deadline, "the lock of a killed process was never released"
+            time.sleep(0.05)
+    assert not lock_folder(folder, "resume", "...")  # this process holds it already: taken once
+    release_folder(folder)
+    assert list(folder.iterdir()) == []  # no lock file in the record
+
+
+def test_a_run_in_use_is_refused_and_left_as_it_was(tmp_path):
+    assert run_cli(["trainspeed.train", *RUN, "hydra.run.dir=run"], cwd=tmp_path).returncode == 0
+    run = tmp_path / "run"
+    before = _files(run)
+    holder = _holder(run)
+    try:
+        resumed = run_cli(["trainspeed.train", f"resume={run}", "trainer.max_epochs=2"], cwd=tmp_path)
+        again = run_cli(["trainspeed.train", *RUN, "hydra.run.dir=run"], cwd=tmp_path)
+    finally:
+        _kill(holder)
+    assert resumed.returncode == 2 and again.returncode == 2
+    assert f"resume='{run}' is not valid (in use by another trainspeed process)" in resumed.stderr
+    assert "was left as it was" in resumed.stderr
+    assert "hydra.run.dir=" in again.stderr and "in use by another trainspeed process" in again.stderr
+    assert "nothing was written" in again.stderr
+    assert _files(run) == before  # no .hydra/, record or metrics.csv rewritten
+
+
+def test_a_sweep_folder_in_use_is_refused_before_any_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    holder = _holder(sweep)
+    try:
+        result = run_cli(
+            ["trainspeed.train", "-m", *RUN, "seed=1,2", f"hydra.sweep.dir={sweep}"], cwd=tmp_path
+        )
+    finally:
+        _kill(holder)
+    assert result.returncode == 2
+    assert "hydra.sweep.dir=" in result.stderr and "nothing was changed" in result.stderr
+    assert list(sweep.iterdir()) == []  # no job folder, no multirun.yaml
+
+
+def test_a_sweep_job_whose_folder_is_in_use_is_not_run_and_the_others_are(tmp_path):
+    sweep = tmp_path / "sweep"
+    holder = _holder(sweep / "1")  # a resume of job 1, say, still running
+    try:
+        result = run_cli(
+            ["trainspeed.train", "-m", *RUN, "seed=1,2", f"hydra.sweep.dir={sweep}"], cwd=tmp_path
+        )
+    finally:
+        _kill(holder)
+    assert result.returncode == 1  # the sweep says a job did not run
+    assert "job 1 failed: hydra.sweep.dir=" in result.stderr and "in use by another" in result.stderr
+    assert (sweep / "0" / "summary.json").is_file()
+    assert not (sweep / "1" / "summary.json").exists() and not (sweep / "1" / "metrics.csv").exists()
