@@ -108,16 +108,32 @@ def test_a_sweep_folder_in_use_is_refused_before_any_job(tmp_path):
     assert list(sweep.iterdir()) == []  # no job folder, no multirun.yaml
 
 
-def test_a_sweep_job_whose_folder_is_in_use_is_not_run_and_the_others_are(tmp_path):
+def test_a_sweep_with_a_job_folder_in_use_is_refused_before_any_job(tmp_path):
+    # job 1 of an earlier launch, resumed by hand and still running: Hydra would rewrite its .hydra/ before the
+    # job could look, so the whole sweep is refused first
+    args = ["trainspeed.train", "-m", *RUN, "seed=1,2", "hydra.sweep.dir=sweep"]
+    assert run_cli(args, cwd=tmp_path).returncode == 0
     sweep = tmp_path / "sweep"
-    holder = _holder(sweep / "1")  # a resume of job 1, say, still running
+    before = _files(sweep)
+    holder = _holder(sweep / "1")
     try:
-        result = run_cli(
-            ["trainspeed.train", "-m", *RUN, "seed=1,2", f"hydra.sweep.dir={sweep}"], cwd=tmp_path
-        )
+        result = run_cli(args, cwd=tmp_path)
     finally:
         _kill(holder)
-    assert result.returncode == 1  # the sweep says a job did not run
-    assert "job 1 failed: hydra.sweep.dir=" in result.stderr and "in use by another" in result.stderr
-    assert (sweep / "0" / "summary.json").is_file()
-    assert not (sweep / "1" / "summary.json").exists() and not (sweep / "1" / "metrics.csv").exists()
+    assert result.returncode == 2
+    assert "holds job folders in use by another trainspeed process" in result.stderr
+    assert "process: sweep/1;" in result.stderr and "nothing was changed" in result.stderr
+    assert _files(sweep) == before
+
+
+def test_the_job_folder_lock_refuses_a_job_whose_folder_is_in_use(tmp_path, monkeypatch):
+    """The job's own lock, behind the sweep's check (a resume of the job started after the sweep did)."""
+    from trainspeed.train import JOB_IN_USE
+
+    job = tmp_path / "sweep" / "1"
+    holder = _holder(job)
+    try:
+        with pytest.raises(ConfigError, match=r"hydra.runtime.output_dir=.*is not valid \(in use by another"):
+            lock_folder(job, "hydra.runtime.output_dir", JOB_IN_USE)
+    finally:
+        _kill(holder)

@@ -3,6 +3,7 @@ the usual permissions, and run-vs-sweep defaults are resolved in one place."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import stat
@@ -10,6 +11,8 @@ import stat
 import pytest
 
 from trainspeed.record.atomic import write_atomic
+from trainspeed.record.resumable_csv import ResumableCSVLogger
+from trainspeed.record.run_folder import read_metrics_rows
 from trainspeed.record.summary import (
     SCHEMA_VERSION,
     RecordError,
@@ -208,4 +211,60 @@ def test_a_run_killed_before_its_record_resumes_in_the_mode_it_was_launched_in(
         "trainer.max_epochs=3",
         f"hydra.run.dir={run.resolve()}",
         f"resume={run.resolve()}",
+    ]
+
+
+class _DiskFull(Exception):
+    """What writing a row raises once the disk is full."""
+
+
+def _full_disk_after(rows_written: int):
+    """csv.DictWriter.writerows that writes `rows_written` rows, then fails as a full disk would."""
+    writerows = csv.DictWriter.writerows
+
+    def failing(self, rows):
+        rows = list(rows)
+        writerows(self, rows[:rows_written])
+        raise _DiskFull("No space left on device")
+
+    return failing
+
+
+def _logged_run(folder) -> ResumableCSVLogger:
+    """A CSV logger in `folder` holding 3 training rows and one validation row (a new column: a whole rewrite)."""
+    logger = ResumableCSVLogger(save_dir=str(folder), name="", version="")
+    for step in (9, 19, 29):
+        logger.log_metrics({"train/loss": 1.0 / step}, step=step)
+    logger.save()
+    logger.log_metrics({"val/acc": 0.9}, step=29)
+    logger.save()
+    return logger
+
+
+@pytest.mark.parametrize("when", ["a new column", "a resume"])
+def test_metrics_csv_is_never_left_half_rewritten(tmp_path, monkeypatch, when):
+    """Lightning rewrites metrics.csv in place (truncate, then copy every row back) for a new column, and deletes it
+    when a logger opens the folder; a full disk or a kill in between lost the history. The file is replaced whole."""
+    logger = _logged_run(tmp_path)
+    path = tmp_path / "metrics.csv"
+    before = path.read_bytes()
+    assert before.count(b"\n") == 5 and b"val/acc" in before.splitlines()[0]
+    monkeypatch.setattr(csv.DictWriter, "writerows", _full_disk_after(1))
+    with pytest.raises(_DiskFull):
+        if when == "a new column":
+            logger.log_metrics({"test/acc": 0.8}, step=30)
+            logger.save()
+        else:  # resumed from the checkpoint of step 20: rows 9 and 19 are kept
+            _ = ResumableCSVLogger(save_dir=str(tmp_path), name="", version="", resume_step=20).experiment
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]  # no temporary file left either
+
+    monkeypatch.undo()
+    resumed = ResumableCSVLogger(save_dir=str(tmp_path), name="", version="", resume_step=20)
+    resumed.log_metrics({"train/loss": 0.5, "val/acc": 0.95}, step=29)
+    resumed.save()
+    assert [(r["step"], r["val/acc"]) for r in read_metrics_rows(path)] == [
+        ("9", ""),
+        ("19", ""),
+        ("29", "0.95"),
     ]

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from trainspeed.errors import ConfigError
 from trainspeed.parallel_jobs import SUBMITIT
-from trainspeed.record.folder_lock import lock_folder, release_folder
+from trainspeed.record.folder_lock import in_use, lock_folder, release_folder
 from trainspeed.record.run_folder import OVERRIDES_FILE, is_placement, training_overrides
 from trainspeed.record.summary import RecordError, read_summary, summary_or_none
 from trainspeed.sweep_console import outcome, planned_jobs
@@ -119,24 +119,46 @@ SWEEP_IN_USE = (
 class FolderLock(Callback):
     """Locks the run folder (a run) or the sweep folder (a multirun) before Hydra writes anything into it, for as
     long as this process works there (trainspeed.record.folder_lock): a second process launched into a folder in
-    use is refused with exit code 2 and changes nothing. Each job of a sweep locks its own folder too (train.py)."""
+    use is refused with exit code 2 and changes nothing. A sweep is refused too while any of its job folders is in
+    use (a resume of that job still running): Hydra rewrites a job folder's .hydra/ before the job itself can look.
+    Each job of a sweep locks its own folder too (train.py)."""
+
+    def __init__(self) -> None:
+        self._taken: set[Path] = set()  # the folders this callback locked (a resume's is the entry point's)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._lock(Path(str(config.hydra.run.dir)), "hydra.run.dir", RUN_IN_USE, "nothing was written")
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
-        release_folder(Path(str(config.hydra.run.dir)))
+        self._release(Path(str(config.hydra.run.dir)))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._lock(Path(str(config.hydra.sweep.dir)), "hydra.sweep.dir", SWEEP_IN_USE, "nothing was changed")
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        self._lock(sweep_dir, "hydra.sweep.dir", SWEEP_IN_USE, "nothing was changed")
+        jobs = sweep_dir.iterdir() if sweep_dir.is_dir() else ()
+        busy = sorted(str(job) for job in jobs if job.is_dir() and in_use(job))
+        if busy:
+            self._release(sweep_dir)
+            print(
+                f"trainspeed: error: hydra.sweep.dir={sweep_dir} holds job folders in use by another trainspeed "
+                f"process: {', '.join(busy)}; wait for it to end (a resume of that job?), then re-launch the sweep; "
+                "nothing was changed",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        release_folder(Path(str(config.hydra.sweep.dir)))
+        self._release(Path(str(config.hydra.sweep.dir)))
 
-    @staticmethod
-    def _lock(folder: Path, key: str, accepted: str, outcome: str) -> None:
+    def _lock(self, folder: Path, key: str, accepted: str, outcome: str) -> None:
         try:
-            lock_folder(folder, key, accepted)
+            if lock_folder(folder, key, accepted):
+                self._taken.add(folder)
         except ConfigError as err:
             print(f"trainspeed: error: {err}; {outcome}", file=sys.stderr)
             raise SystemExit(2) from None
+
+    def _release(self, folder: Path) -> None:
+        if folder in self._taken:
+            self._taken.discard(folder)
+            release_folder(folder)

@@ -48,7 +48,7 @@ def main(cfg: DictConfig) -> float | None:
         return _run(cfg)[0]
     job_dir = Path(HydraConfig.get().runtime.output_dir)
     try:  # the job's own folder (sweep_callbacks.FolderLock locks the sweep's and a single run's)
-        locked = lock_folder(job_dir, "hydra.sweep.dir", JOB_IN_USE)
+        locked = lock_folder(job_dir, "hydra.runtime.output_dir", JOB_IN_USE)
     except ConfigError as err:
         return _job_failed(err, cfg)
     try:

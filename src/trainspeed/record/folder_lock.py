@@ -9,7 +9,8 @@ and a second one is refused before it writes anything.
 
 The lock is `flock` on the folder itself (the standard library's fcntl; no lock library handles a directory): no
 file is added to the record, and the operating system releases it when the process ends, however it ends, so a
-killed run leaves no stale lock behind and resumes at once. Where `flock` does not exist (Windows) nothing is locked.
+killed run leaves no stale lock behind and resumes at once. Where `flock` does not exist (Windows) nothing is locked;
+on a network file system (NFS) it keeps out the processes of the same machine only.
 """
 
 from __future__ import annotations
@@ -43,19 +44,22 @@ def secondary_rank() -> bool:
     """Whether this process is a rank other than zero of a multi-process run: the folder is rank zero's (which
     holds its lock) and the other ranks share it: started by Lightning (LOCAL_RANK, NODE_RANK), torchrun (RANK),
     SLURM (SLURM_PROCID) or submitit's local executor (SUBMITIT_LOCAL_GLOBALID)."""
-    return any(int(os.environ.get(name) or 0) > 0 for name in RANK_VARIABLES)
+    values = (os.environ.get(name, "").strip() for name in RANK_VARIABLES)
+    return any(value.isdigit() and int(value) > 0 for value in values)
 
 
 def lock_folder(folder: Path, key: str, accepted: str) -> bool:
     """Take the folder's lock for this process (creating the folder when it does not exist yet: Hydra would, a
-    moment later). True when taken
-    now, False when this process already holds it; ConfigError naming `key` and the folder when another process
+    moment later). True when taken now, False when this process already holds it; ConfigError naming `key` and the folder when another process
     holds it (`accepted` says what the user can do instead)."""
     folder = Path(folder).resolve()
     if fcntl is None or folder in _held or secondary_rank():
         return False
-    if not folder.exists():
+    try:
         folder.mkdir(parents=True)
+    except FileExistsError:
+        pass
+    else:
         _created.add(folder)
         if len(_created) == 1:
             atexit.register(_release_all)  # a process refused before it wrote anything leaves no empty folder
@@ -76,13 +80,28 @@ def release_folder(folder: Path) -> None:
     """Give the folder's lock back (closing the descriptor releases it); a folder the lock created is removed
     again while it is empty (a sweep refused before its first job, say)."""
     folder = Path(folder).resolve()
-    descriptor = _held.pop(folder, None)
-    if descriptor is not None:
-        os.close(descriptor)
-    if folder in _created:
+    if folder in _created:  # removed while still locked: no other process can take an empty folder meanwhile
         _created.discard(folder)
         with contextlib.suppress(OSError):  # not empty (the run wrote into it) or already gone: kept as it is
             folder.rmdir()
+    descriptor = _held.pop(folder, None)
+    if descriptor is not None:
+        os.close(descriptor)
+
+
+def in_use(folder: Path) -> bool:
+    """Whether another process holds the folder's lock now (a folder that does not exist is not in use)."""
+    folder = Path(folder).resolve()
+    if fcntl is None or folder in _held or not folder.is_dir():
+        return False
+    descriptor = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        return err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+    finally:
+        os.close(descriptor)  # closing releases a lock just taken
+    return False
 
 
 def _release_all() -> None:
