@@ -20,8 +20,6 @@ import contextlib
 import errno
 import logging
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from trainspeed.errors import ConfigError
@@ -50,8 +48,8 @@ def secondary_rank() -> bool:
 
 def lock_folder(folder: Path, key: str, accepted: str) -> bool:
     """Take the folder's lock for this process (creating the folder when it does not exist yet: Hydra would, a
-    moment later). True when taken now, False when this process already holds it; ConfigError naming `key` and the folder when another process
-    holds it (`accepted` says what the user can do instead)."""
+    moment later). True when taken now, False when this process already holds it; ConfigError naming `key` and the
+    folder when another process holds it (`accepted` says what the user can do instead)."""
     folder = Path(folder).resolve()
     if fcntl is None or folder in _held or secondary_rank():
         return False
@@ -107,14 +105,3 @@ def in_use(folder: Path) -> bool:
 def _release_all() -> None:
     for folder in list(_held):
         release_folder(folder)
-
-
-@contextmanager
-def folder_locked(folder: Path, key: str, accepted: str) -> Iterator[None]:
-    """The folder locked for the block (left locked when this process held it already)."""
-    taken = lock_folder(folder, key, accepted)
-    try:
-        yield
-    finally:
-        if taken:
-            release_folder(folder)

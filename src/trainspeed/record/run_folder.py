@@ -1,5 +1,6 @@
 """A run folder's files, read and named in one place: `.hydra/overrides.yaml`, `.hydra/hydra.yaml`,
-`.hydra/config.yaml`, `metrics.csv` and the checkpoint a run resumes from (summary.json has its own typed module, record/summary.py).
+`.hydra/config.yaml`, `metrics.csv` and the checkpoint a run resumes from (summary.json has its own typed module,
+record/summary.py).
 
 Resume, reproduce, the sweep relaunch and the report all read these files; they do it through here, so an override
 is parsed one way and a truncated metrics.csv is tolerated the same way everywhere.
