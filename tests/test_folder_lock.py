@@ -137,3 +137,23 @@ def test_the_job_folder_lock_refuses_a_job_whose_folder_is_in_use(tmp_path, monk
             lock_folder(job, "hydra.runtime.output_dir", JOB_IN_USE)
     finally:
         _kill(holder)
+
+
+def test_a_job_of_a_sweep_still_running_is_not_resumed_by_hand(tmp_path):
+    # the sweep would rewrite the job's .hydra/ when it got to the job, whatever the job's own lock then says
+    launch = ["trainspeed.train", "-m", *RUN, "seed=1,2", "hydra.sweep.dir=sweep"]
+    assert run_cli(launch, cwd=tmp_path).returncode == 0
+    sweep = tmp_path / "sweep"
+    before = _files(sweep)
+    holder = _holder(sweep)  # a re-launch of the sweep, still running
+    try:
+        resumed = run_cli(["trainspeed.train", f"resume={sweep / '1'}", "trainer.max_epochs=2"], cwd=tmp_path)
+    finally:
+        _kill(holder)
+    assert resumed.returncode == 2
+    assert f"resume='{sweep / '1'}' is not valid (its sweep {sweep} is still running)" in resumed.stderr
+    assert "was left as it was" in resumed.stderr
+    assert _files(sweep) == before
+    again = run_cli(["trainspeed.train", f"resume={sweep / '1'}", "trainer.max_epochs=2"], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr  # once the sweep has ended
+    assert _files(sweep) != before

@@ -20,9 +20,9 @@ from trainspeed.parallel_jobs import check_sweep_launcher, prepare_parallel_job
 from trainspeed.process_exit import run_and_exit
 from trainspeed.quiet import quiet_library_noise
 from trainspeed.record.checkpoint_file import check_resume_checkpoint
-from trainspeed.record.folder_lock import lock_folder, release_folder
+from trainspeed.record.folder_lock import in_use, lock_folder, release_folder
 from trainspeed.record.folder_snapshot import FolderSnapshot
-from trainspeed.record.run_folder import LAST_CHECKPOINT
+from trainspeed.record.run_folder import LAST_CHECKPOINT, sweep_folder_of
 from trainspeed.resume import already_finished, resume_arguments, resumed_folder, sweep_job_plan
 from trainspeed.run_mode import resolve_run_mode
 from trainspeed.sweep_console import job_output_to_log, print_job_line, visible_stderr
@@ -33,6 +33,7 @@ log = logging.getLogger("trainspeed")
 
 JOB_IN_USE = "a job folder no other trainspeed process is working in (a resume of this job still running?)"
 RESUME_IN_USE = "a run no other process is still training (wait for it to end, or stop it, then resume it)"
+SWEEP_RUNNING = "a job whose sweep has ended (wait for it to end, then resume the job or re-launch the sweep)"
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name=CONFIG_NAME)
@@ -136,6 +137,10 @@ def _cli() -> None:
     try:
         if resumed is not None and resumed.is_dir():  # held until the process ends (record/folder_lock.py)
             lock_folder(resumed, "resume", RESUME_IN_USE)
+            sweep = sweep_folder_of(resumed)  # a running sweep would rewrite the job's .hydra/ on reaching it
+            if sweep is not None and in_use(sweep):
+                running = f"its sweep {sweep} is still running"
+                raise ConfigError("resume", str(resumed), SWEEP_RUNNING, problem=running)
         sys.argv[1:] = resume_arguments(sys.argv[1:])
         finished = already_finished(sys.argv[1:])
         if not finished:

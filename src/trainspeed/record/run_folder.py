@@ -17,6 +17,7 @@ import yaml
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
 HYDRA_FILE = Path(".hydra") / "hydra.yaml"
 CONFIG_FILE = Path(".hydra") / "config.yaml"
+SWEEP_FILE = "multirun.yaml"  # Hydra's, in the sweep folder
 METRICS_FILE = "metrics.csv"
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 
@@ -75,6 +76,15 @@ def launched_as_sweep_job(run_dir: str | Path) -> bool | None:
         return None
     mode = hydra.get("mode")
     return None if mode is None else str(mode).upper().endswith("MULTIRUN")
+
+
+def sweep_folder_of(run_dir: str | Path) -> Path | None:
+    """The sweep folder a multirun job was launched into: the nearest folder above it with Hydra's multirun.yaml
+    (hydra.yaml keeps the sweep folder's name unresolved, `${now:...}`); None for a single run or when unknown."""
+    if not launched_as_sweep_job(run_dir):
+        return None
+    above = Path(run_dir).resolve().parents
+    return next((folder for folder in above if (folder / SWEEP_FILE).is_file()), None)
 
 
 def _number(value: object) -> float | None:
