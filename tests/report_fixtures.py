@@ -75,6 +75,8 @@ def make_job(
     summary: bool = True,
     metrics: str = "full",  # full | empty | truncated | none
     budget: float | None = None,  # set: an Optuna search's budget of that many seconds stopped the job
+    target: float = TARGET,
+    metric: str = "val/acc",
 ) -> Path:
     """One job folder. `seconds` set = reached the target in that many training seconds (steps = 10×seconds)."""
     job = sweep / str(num)
@@ -87,8 +89,8 @@ def make_job(
             "status": status,
             "reached_target": reached,
             "time_to_target": {
-                "metric": "val/acc",
-                "target": TARGET,
+                "metric": metric,
+                "target": target,
                 "seconds": seconds,
                 "steps": round(seconds * 10) if reached else None,
                 "epochs": seconds / 2 if reached else None,

@@ -17,7 +17,7 @@ from report_fixtures import RANKING_ORDER, lr_sweep, make_job, ranking_sweep
 from trainspeed.report import NoJobsError, build_report
 from trainspeed.report.__main__ import main
 from trainspeed.report.aggregate import ConfigResult
-from trainspeed.report.collect import Run, read_metrics_csv
+from trainspeed.report.collect import MixedTargetsError, Run, read_metrics_csv
 from trainspeed.report.hydra_callback import ReportOnSweepEnd
 from trainspeed.report.plots import median_band, tails
 
@@ -359,3 +359,26 @@ def test_hydra_multirun_end_writes_report(tmp_path):
         ("+t=1", "2", "1", "1"),
         ("+t=2", "2", "2", "2"),
     ]
+
+
+def test_runs_timed_to_different_targets_are_not_ranked_together(tmp_path, capsys):
+    # seconds to 0.9 and seconds to 0.95 are two measurements: one ranking of both would be meaningless
+    sweep = tmp_path / "sweep"
+    make_job(sweep, 0, ["data=digits", "seed=0"], seconds=1.0, target=0.95)
+    make_job(sweep, 1, ["data=synthetic", "seed=0"], seconds=2.0, target=0.9)
+    make_job(sweep, 2, ["data=other", "seed=0"], status="failed", error="refused", target=1.5)  # not measured
+    before = sorted(p.relative_to(sweep) for p in sweep.rglob("*"))
+    with pytest.raises(MixedTargetsError, match=r"val/acc ≥ 0.95: jobs 0; val/acc ≥ 0.9: jobs 1"):
+        build_report(sweep)
+    assert main([str(sweep)]) == 2
+    err = capsys.readouterr().err
+    assert "timed to different targets" in err and "target.value=" in err
+    assert sorted(p.relative_to(sweep) for p in sweep.rglob("*")) == before  # no report file written
+
+
+def test_a_loss_target_is_stated_as_at_most(tmp_path):
+    sweep = tmp_path / "sweep"
+    for i in range(2):
+        make_job(sweep, i, [f"x={i}", "seed=0"], seconds=1.0 + i, target=0.3, metric="val/loss")
+    build_report(sweep, print_table=False)
+    assert "target: val/loss ≤ 0.3." in (sweep / "report.md").read_text()

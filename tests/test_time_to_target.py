@@ -9,11 +9,12 @@ import torch.nn as nn
 
 from trainspeed.callbacks import train_clock
 from trainspeed.callbacks.divergence import DivergenceGuard
-from trainspeed.callbacks.time_to_target import TimeToTarget, metric_mode
+from trainspeed.callbacks.time_to_target import TimeToTarget
 from trainspeed.callbacks.train_clock import TrainClock
 from trainspeed.data import build_datamodule
 from trainspeed.data.index_loader import IndexBatchLoader
 from trainspeed.model import build_network
+from trainspeed.options import metric_mode
 from trainspeed.training.classifier import Classifier
 from trainspeed.training.trainer_factory import build_trainer
 

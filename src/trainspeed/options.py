@@ -58,3 +58,10 @@ TIMM_OPTIMIZERS = frozenset(
     radamw rmsprop rmsproptf rmsproptfc rmsproptfw sgd sgdc sgdp sgdw
     """.split()
 )
+
+
+def metric_mode(metric: str, mode: str = "auto") -> str:
+    """The target's direction (target.mode): 'max' for accuracy-like metrics, 'min' for losses and errors."""
+    if mode != "auto":
+        return mode
+    return "min" if any(word in metric for word in ("loss", "error", "err")) else "max"

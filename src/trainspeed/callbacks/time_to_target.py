@@ -10,13 +10,7 @@ from pytorch_lightning.callbacks import Callback
 
 from trainspeed.callbacks.stepped_loop import find_stepped_loop, largest_validation_gap
 from trainspeed.callbacks.train_clock import TrainClock
-
-
-def metric_mode(metric: str, mode: str = "auto") -> str:
-    """'max' for accuracy-like metrics, 'min' for losses and errors."""
-    if mode != "auto":
-        return mode
-    return "min" if any(word in metric for word in ("loss", "error", "err")) else "max"
+from trainspeed.options import metric_mode
 
 
 class TimeToTarget(Callback):

@@ -57,15 +57,27 @@ def training_overrides(run_dir: str | Path) -> list[str] | None:
     return None if saved is None else [o for o in saved if not is_placement(o)]
 
 
-def launched_run_mode(run_dir: str | Path) -> str | None:
-    """The run_mode the run was launched with, as Hydra saved its config (.hydra/config.yaml; quotes and the like
-    already parsed); None when none was given or there is no readable file."""
+def _launched_config(run_dir: str | Path) -> dict:
+    """The config the run was launched with, as Hydra saved it (.hydra/config.yaml: quotes and the like already
+    parsed); {} when there is no readable file."""
     try:
         config = yaml.safe_load((Path(run_dir) / CONFIG_FILE).read_text()) or {}
     except (OSError, yaml.YAMLError):
-        return None
-    mode = config.get("run_mode") if isinstance(config, dict) else None
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def launched_run_mode(run_dir: str | Path) -> str | None:
+    """The run_mode the run was launched with; None when none was given or there is no readable config."""
+    mode = _launched_config(run_dir).get("run_mode")
     return mode if isinstance(mode, str) else None
+
+
+def launched_target_mode(run_dir: str | Path) -> str | None:
+    """The run's target.mode (auto, max or min); None when there is no readable config."""
+    target = _launched_config(run_dir).get("target")
+    mode = target.get("mode") if isinstance(target, dict) else None
+    return mode if mode in ("auto", "max", "min") else None
 
 
 def launched_as_sweep_job(run_dir: str | Path) -> bool | None:

@@ -1,6 +1,7 @@
 """`python -m trainspeed.report SWEEP_DIR`: write the comparison report of a sweep and print its ranking.
 
-Exit status: 0 when the report was written, 2 when SWEEP_DIR is missing or holds no job.
+Exit status: 0 when the report was written, 2 when SWEEP_DIR is missing or holds no job, or its runs were timed to
+different targets (nothing is written then).
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from trainspeed.errors import TrainspeedError
 from trainspeed.report.build import build_report
-from trainspeed.report.collect import NoJobsError
 from trainspeed.report.profile import TAU_MAX
 
 
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         report = build_report(args.sweep_dir, print_table=not args.quiet, tau_max=args.tau_max)
-    except NoJobsError as e:
+    except TrainspeedError as e:  # NoJobsError, MixedTargetsError
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.quiet:

@@ -15,7 +15,7 @@ from trainspeed.report.aggregate import (
     rank,
     varying_keys,
 )
-from trainspeed.report.collect import Run, collect
+from trainspeed.report.collect import Run, collect, common_target
 from trainspeed.report.profile import TAU_MAX, PerformanceProfile, performance_profile
 from trainspeed.report.terminal import print_ranking
 
@@ -41,19 +41,21 @@ class Report:
 
 
 def _target(runs: list[Run]) -> tuple[float | None, str]:
-    value = next((r.target_value for r in runs if r.target_value is not None), None)
-    metric = next((r.target_metric for r in runs if r.target_metric), None) or "val/acc"
-    # the curves plot a validation metric against time; a non-validation target falls back to val/acc
+    """(target value, metric) for the curves: they plot a validation metric against time (a non-validation target
+    falls back to val/acc, without the target's line)."""
+    metric, _, value = common_target(runs) or ("val/acc", "max", None)
     return (value, metric) if metric.startswith("val/") else (None, "val/acc")
 
 
 def build_report(sweep_dir: Path, print_table: bool = True, tau_max: float = TAU_MAX) -> Report:
     """Read every job of `sweep_dir`, rank its configurations and write the report files into it.
 
-    Works on unfinished or partly failed sweeps. Raises NoJobsError when the folder is missing or holds no job.
+    Works on unfinished or partly failed sweeps. Raises NoJobsError when the folder is missing or holds no job,
+    MixedTargetsError (before writing anything) when its runs were timed to different targets.
     """
     sweep_dir = Path(sweep_dir)
     runs = collect(sweep_dir)
+    common_target(runs)
     ranked = rank(group_configs(runs))
     profile = performance_profile(ranked, tau_max)
     picks = lr_picks(ranked, lr_key_of(runs))

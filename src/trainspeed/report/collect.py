@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainspeed.errors import TrainspeedError
+from trainspeed.options import metric_mode
 from trainspeed.record.run_folder import (
     OVERRIDES_FILE,
+    launched_target_mode,
     metrics_path,
     override_key,
     override_value,
@@ -28,6 +30,10 @@ UNFINISHED = "unfinished"  # no (readable) summary.json: still running, killed o
 
 class NoJobsError(TrainspeedError):
     """The sweep folder is missing or holds no job."""
+
+
+class MixedTargetsError(TrainspeedError):
+    """The sweep's runs measured time to different targets: one ranking cannot compare them."""
 
 
 @dataclass
@@ -46,6 +52,7 @@ class Run:
     val_acc_best: float | None = None
     target_metric: str | None = None
     target_value: float | None = None
+    target_mode: str | None = None  # max (reach at least target_value) or min (at most)
     error: str | None = None
     # metric name -> [(step, value)], in file order; only finite values
     series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
@@ -119,6 +126,9 @@ def load_run(job_dir: Path) -> Run:
         run.error = summary.error or None
         run.target_metric = ttt.metric
         run.target_value = _number(ttt.target)
+        run.target_mode = (
+            metric_mode(ttt.metric, launched_target_mode(job_dir) or "auto") if ttt.metric else None
+        )
         run.seconds = _number(ttt.seconds)
         run.steps = _number(ttt.steps)
         # a failed job is not a result, whatever it measured before it failed (the ranking counts it as failed)
@@ -132,6 +142,29 @@ def load_run(job_dir: Path) -> Run:
         seen = [v for _, v in series.get("val/acc_best", []) + series.get("val/acc", [])]
         run.val_acc_best = max(seen) if seen else None
     return run
+
+
+def target_text(metric: str | None, mode: str | None, value: float | None) -> str:
+    """`val/acc ≥ 0.95`, `val/loss ≤ 0.3`."""
+    return f"{metric or 'val/acc'} {'≤' if mode == 'min' else '≥'} {'?' if value is None else f'{value:g}'}"
+
+
+def common_target(runs: list[Run]) -> tuple[str, str, float | None] | None:
+    """(metric, mode, value) of the target every measured run (completed or diverged) timed itself against; None
+    when none recorded one. Raises MixedTargetsError, naming each target and its jobs, when they differ: seconds
+    to 0.9 and seconds to 0.95 (or to a loss) are not one measurement, and no ranking or test can mix them."""
+    jobs: dict[tuple[str, str, float | None], list[str]] = {}
+    for run in runs:
+        if run.status in ("completed", "diverged") and run.target_metric:
+            key = (run.target_metric, run.target_mode or "max", run.target_value)
+            jobs.setdefault(key, []).append(run.job)
+    if len(jobs) > 1:
+        each = "; ".join(f"{target_text(*key)}: jobs {', '.join(names)}" for key, names in jobs.items())
+        raise MixedTargetsError(
+            f"the sweep's runs were timed to different targets ({each}); a report ranks runs of one target only: "
+            "launch the sweep with one target (target.metric=..., target.value=...), or one sweep per target"
+        )
+    return next(iter(jobs), None)
 
 
 def collect(sweep_dir: Path) -> list[Run]:

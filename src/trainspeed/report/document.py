@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from trainspeed.report.aggregate import RANK_RULE, ConfigResult, LRPick
-from trainspeed.report.collect import Run
+from trainspeed.report.collect import Run, common_target, target_text
 from trainspeed.report.profile import PerformanceProfile
 from trainspeed.report.render import Block, fmt, fmt_range
 from trainspeed.report.significance import Significance
@@ -48,11 +48,10 @@ def ranking_row(c: ConfigResult) -> list[str]:
 
 
 def _target_text(runs: list[Run]) -> str:
-    metric = next((r.target_metric for r in runs if r.target_metric), None)
-    value = next((r.target_value for r in runs if r.target_value is not None), None)
-    if metric is None and value is None:
-        return "target: not recorded (no run has reached it yet)"
-    return f"target: {metric or 'val/acc'} ≥ {fmt(value) or '?'}"
+    target = common_target(runs)
+    return (
+        "target: not recorded (no run has finished)" if target is None else f"target: {target_text(*target)}"
+    )
 
 
 def _problem_rows(ranked: list[ConfigResult]) -> list[list[str]]:

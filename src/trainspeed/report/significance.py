@@ -14,8 +14,14 @@ whose every run reached the target (the ranking, too, puts reliability first). E
   seeds*: no outcome of these seed counts could reach 5 % (two configurations of 3 seeds give p >= 0.1 at best),
   so the comparison decides nothing and says so rather than calling it a tie.
 
-The pairs listed where seconds and steps disagree rest on the pair's own exact rank test (rank_test: every split
-of the pair's runs enumerated, Mann-Whitney's statistic, two-sided, 5 %).
+The pairs listed where seconds and steps disagree (the steps ranking puts one first, the seconds ranking the other)
+rest on the pair's own exact rank test of the seconds per step of the runs that reached the target (rank_test:
+every split of the pair's runs enumerated, Mann-Whitney's statistic, two-sided), Holm-corrected over the pairs that
+disagree, so that noise alone lists a pair at most 5 % of the time.
+
+Seeds are the unit: runs that repeat a seed of their configuration (an Optuna search that tries one setting twice,
+a sweep launched twice into one folder by hand) measure the same thing again, not a new seed, so the tests and the
+intervals take each seed's median once and the report says which seeds repeat.
 
 A run that never reached the target (it stalled or diverged) counts as infinitely slow: a configuration that reached
 the target in 2 of 3 seeds has a finite median, one that reached it in 1 of 3 an infinite one; in the rank test the
@@ -36,6 +42,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from trainspeed.report.aggregate import ConfigResult
+from trainspeed.report.collect import Run
 
 CONFIDENCE = 0.95
 ALPHA = 1 - CONFIDENCE  # the rank test's level, after the correction for several comparisons
@@ -64,7 +71,7 @@ class Ratio:
     low: float | None  # the bootstrap interval of the ratio; None when it cannot be computed
     high: float | None
     verdict: str  # fastest | tied | slower | faster | TOO_FEW | ONE_SEED | NONE_REACHED | NO_RUN
-    p: float | None = None  # the rank test's p-value against the fastest, Holm-corrected; None: no test
+    p: float | None = None  # the rank test's p-value against the fastest, max-T corrected; None: no test
 
     @property
     def tied(self) -> bool:
@@ -83,18 +90,51 @@ class Significance:
     one_seed: bool = False  # some configuration (or the fastest) has a single measured run: no interval there
     too_few: bool = False  # some comparison has too few seeds for the rank test to decide at 5 %
     seeds_needed: int = 0  # seeds per configuration with which the rank test could decide every comparison
+    repeated: list[str] = field(default_factory=list)  # "config (seed 0 x3)": seeds run more than once
+
+
+def _by_seed(c: ConfigResult) -> list[list[Run]]:
+    """The measured runs of `c`, one group per seed (a run of unknown seed is a group of its own)."""
+    groups: dict[object, list[Run]] = {}
+    for i, run in enumerate(c.runs):
+        if run.status in MEASURED:
+            groups.setdefault(run.seed if run.seed is not None else ("run", i), []).append(run)
+    return list(groups.values())
+
+
+def _time(run: Run, measure: str) -> float:
+    value = getattr(run, measure)
+    return float(value) if run.reached and value is not None and math.isfinite(float(value)) else math.inf
 
 
 def samples(c: ConfigResult, measure: str) -> np.ndarray:
-    """Time to target of every measured run of `c` in `measure` ("seconds" | "steps"); inf where never reached."""
-    values = []
-    for run in c.runs:
-        if run.status not in MEASURED:
-            continue
-        value = getattr(run, measure)
-        reached = run.reached and value is not None and math.isfinite(float(value))
-        values.append(float(value) if reached else math.inf)
-    return np.asarray(values, dtype=float)
+    """Time to target of every seed of `c` in `measure` ("seconds" | "steps"), inf where never reached; a seed
+    run more than once counts once, with the median of its runs."""
+    return np.asarray(
+        [float(np.median([_time(run, measure) for run in runs])) for runs in _by_seed(c)], dtype=float
+    )
+
+
+def seconds_per_step(c: ConfigResult) -> np.ndarray:
+    """Seconds per step to the target, per seed of `c` (its runs' median), over the seeds whose runs reached it."""
+    costs = []
+    for runs in _by_seed(c):
+        each = [
+            run.seconds / run.steps for run in runs if run.reached and run.seconds is not None and run.steps
+        ]
+        if each:
+            costs.append(float(np.median(each)))
+    return np.asarray(costs, dtype=float)
+
+
+def repeated_seeds(ranked: list[ConfigResult]) -> list[str]:
+    """`config (seed 0 x3, seed 2 x2)` for each configuration that ran a seed more than once."""
+    out = []
+    for c in ranked:
+        repeats = [f"seed {runs[0].seed} x{len(runs)}" for runs in _by_seed(c) if len(runs) > 1]
+        if repeats:
+            out.append(f"{c.config} ({', '.join(repeats)})")
+    return out
 
 
 def _median(values: np.ndarray) -> float | None:
@@ -295,9 +335,11 @@ def compare_measure(
     if tested:
         by_config = {c.config: c for c in ranked}
         family = [fastest, *tested]
+        # only failed and unfinished runs stay with their configuration in the relabellings (they are not in the
+        # data); whether the measured runs all reached is worked out again in each relabelling
         results = corrected_test(
             {name: data[name] for name in family},
-            {name: not by_config[name].all_reached for name in family},
+            {name: any(r.status not in MEASURED for r in by_config[name].runs) for name in family},
             fastest,
         )
         for name, (p, direction, decidable) in results.items():
@@ -307,36 +349,45 @@ def compare_measure(
     return out, fastest, one_seed, too_few, len(tested)
 
 
-def _differs(a: np.ndarray, b: np.ndarray, direction: int) -> bool:
-    """The pair's own rank test finds `a` slower (direction +1) or faster (-1) than `b` at 5 %."""
-    if min(a.size, b.size) < 2:
-        return False
-    p, found = rank_test(a, b)
-    return p <= ALPHA and found == direction
+def holm(p_values: list[float]) -> list[bool]:
+    """Which of the hypotheses Holm's step-down procedure rejects at ALPHA (family-wise)."""
+    rejected = [False] * len(p_values)
+    for step, i in enumerate(sorted(range(len(p_values)), key=lambda i: p_values[i])):
+        if p_values[i] * (len(p_values) - step) > ALPHA:
+            break
+        rejected[i] = True
+    return rejected
 
 
 def disagreements(
     ranked: list[ConfigResult], seconds: dict[str, Ratio], steps: dict[str, Ratio]
 ) -> list[str]:
-    """Sentences for the pairs that steps and seconds order oppositely, where the pair's own rank test finds the
-    gap in that direction on at least one of the two measures.
+    """Sentences for the pairs that steps and seconds order oppositely, where the pair's steps really cost
+    differently: "a needs fewer steps than b but more seconds": a's steps cost more (an optimizer with more state, a
+    normalization layer, a larger batch).
 
-    "a needs fewer steps than b but more seconds": a's steps cost more (an optimizer with more state, a
-    normalization layer, a larger batch). Pairs whose order flips only within noise are not listed.
+    A pair is listed when the exact rank test of its seconds per step (over the seeds that reached the target)
+    finds a's higher, Holm-corrected over all the pairs whose order flips: pairs that flip within noise are not
+    listed, and a sweep of configurations that are all alike lists one at most 5 % of the time.
     """
-    data = {c.config: (samples(c, "seconds"), samples(c, "steps")) for c in ranked}
-    out = []
+    costs = {c.config: seconds_per_step(c) for c in ranked}
+    flipped: list[tuple[str, str, float]] = []
     for a, sa in seconds.items():
         for b, sb in seconds.items():
             ta, tb = steps[a], steps[b]
             if None in (sa.median, sb.median, ta.median, tb.median):
                 continue
-            flipped = ta.median < tb.median and sa.median > sb.median
-            if flipped and (_differs(data[a][0], data[b][0], +1) or _differs(data[a][1], data[b][1], -1)):
-                out.append(
-                    f"{a} needs fewer steps than {b} (median {ta.median:g} against {tb.median:g}) but more "
-                    f"seconds ({sa.median:.3g} s against {sb.median:.3g} s): its steps cost more"
+            if ta.median < tb.median and sa.median > sb.median:
+                p, direction = (
+                    (1.0, 0) if min(costs[a].size, costs[b].size) < 2 else rank_test(costs[a], costs[b])
                 )
+                flipped.append((a, b, p if direction > 0 else 1.0))
+    out = [
+        f"{a} needs fewer steps than {b} (median {steps[a].median:g} against {steps[b].median:g}) but more "
+        f"seconds ({seconds[a].median:.3g} s against {seconds[b].median:.3g} s): its steps cost more"
+        for (a, b, _), listed in zip(flipped, holm([p for _, _, p in flipped]), strict=True)
+        if listed
+    ]
     if len(out) > MAX_DISAGREEMENTS:
         out = out[:MAX_DISAGREEMENTS] + [f"… and {len(out) - MAX_DISAGREEMENTS} more such pairs"]
     return out
@@ -354,5 +405,6 @@ def compare(ranked: list[ConfigResult]) -> Significance:
         disagreements=disagreements(ranked, seconds, steps),
         one_seed=one_s or one_t,
         too_few=few_s or few_t,
-        seeds_needed=seeds_needed(max(tests_s, tests_t)),
+        seeds_needed=seeds_needed(max(tests_s, tests_t)) if max(tests_s, tests_t) else 0,
+        repeated=repeated_seeds(ranked),
     )

@@ -103,14 +103,20 @@ def explanation(sig: Significance) -> str:
         f"relabellings of the runs (Westfall-Young max-T), so a sweep of configurations that are all alike calls "
         f"any of them different at most {ALPHA:.0%} of the time. *slower* / *faster*: p <= {ALPHA:.2g}; *tied*: "
         f"not distinguishable with these seeds, which is not the same as equal; *{TOO_FEW}*: no result of these "
-        f"seed counts could reach p <= {ALPHA:.2g}, so nothing is decided ({sig.seeds_needed} seeds per "
-        f"configuration always suffice for this many comparisons). A run that never reached the target counts as "
-        f"infinitely slow (inf), as does a "
+        f"seed counts could reach p <= {ALPHA:.2g}, so nothing is decided{_suffice(sig)}. A run that never reached "
+        f"the target counts as infinitely slow (inf), as does a "
         f"run a search's budget pruned (it was already slower than the best trial x prune_factor); failed runs are "
         f"left out. The seconds rank and the steps rank (configurations that always reached the target first, as in "
         f"the ranking, then by median; equal medians share a rank) stand side by side: a technique with costly "
         f"steps can lead on steps and trail on seconds."
     )
+    if sig.repeated:
+        text += (
+            " Some seeds were run more than once: "
+            + "; ".join(sig.repeated)
+            + ". Repeats of a seed are not new seeds: the medians, intervals and tests of this section count each "
+            "seed once (the median of its runs), while the ranking's counts and min–max include every run."
+        )
     if sig.one_seed:
         text += (
             " Some comparisons rest on one seed: they have no interval (one seed: no interval), so nothing can be "
@@ -119,10 +125,24 @@ def explanation(sig: Significance) -> str:
     return text
 
 
+def _suffice(sig: Significance) -> str:
+    if not sig.seeds_needed:
+        return ""
+    return f" ({sig.seeds_needed} seeds per configuration always suffice for this many comparisons)"
+
+
 def disagreement_text(sig: Significance) -> str:
     if not sig.disagreements:
-        return "Seconds and steps agree: no configuration leads clearly on one and trails on the other."
-    return "Where seconds and steps disagree: " + "; ".join(sig.disagreements) + "."
+        return (
+            "Seconds and steps agree: no pair that the two rankings order oppositely has steps that clearly cost "
+            f"differently (rank test of seconds per step, Holm-corrected over those pairs, p <= {ALPHA:.2g})."
+        )
+    return (
+        f"Where seconds and steps disagree (their steps clearly cost differently: rank test of seconds per step, "
+        f"Holm-corrected over the pairs the two rankings order oppositely, p <= {ALPHA:.2g}): "
+        + "; ".join(sig.disagreements)
+        + "."
+    )
 
 
 def tied_line(sig: Significance) -> str:
