@@ -157,3 +157,17 @@ def test_a_job_of_a_sweep_still_running_is_not_resumed_by_hand(tmp_path):
     again = run_cli(["trainspeed.train", f"resume={sweep / '1'}", "trainer.max_epochs=2"], cwd=tmp_path)
     assert again.returncode == 0, again.stderr  # once the sweep has ended
     assert _files(sweep) != before
+
+
+def test_a_new_run_into_a_folder_holding_a_run_is_refused_and_left_as_it_was(tmp_path):
+    assert run_cli(["trainspeed.train", *RUN, "hydra.run.dir=run"], cwd=tmp_path).returncode == 0
+    run = tmp_path / "run"
+    before = _files(run)
+    again = run_cli(["trainspeed.train", *RUN, "optimizer=sgd", "hydra.run.dir=run"], cwd=tmp_path)
+    assert again.returncode == 2
+    assert (
+        "hydra.run.dir='run' is not valid (it already holds a run); accepted: a new folder, or resume=run"
+        in (again.stderr)
+    )
+    assert "nothing was written" in again.stderr
+    assert _files(run) == before  # the first run's record, .hydra/ and checkpoints as they were

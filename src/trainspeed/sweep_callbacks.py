@@ -110,6 +110,10 @@ class RelaunchGuard(Callback):
 RUN_IN_USE = (
     "a folder no other trainspeed process is working in (another hydra.run.dir, or wait for that run to end)"
 )
+RUN_RECORD = (".hydra", "summary.json", "metrics.csv", "checkpoints")  # what says a folder holds a run
+RUN_EXISTS = (
+    "a new folder, or resume={folder} to continue the run it holds (ckpt_path= to start from a checkpoint)"
+)
 SWEEP_IN_USE = (
     "a sweep folder no other trainspeed sweep is running in (wait for that sweep to end, or stop it, before "
     "re-launching it; or another hydra.sweep.dir)"
@@ -127,7 +131,20 @@ class FolderLock(Callback):
         self._taken: set[Path] = set()  # the folders this callback locked (a resume's is the entry point's)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._lock(Path(str(config.hydra.run.dir)), "hydra.run.dir", RUN_IN_USE, "nothing was written")
+        run_dir = Path(str(config.hydra.run.dir))
+        self._lock(run_dir, "hydra.run.dir", RUN_IN_USE, "nothing was written")
+        continued = config.get("resume") is not None or config.get("ckpt_path") is not None
+        if not continued and any((run_dir / name).exists() for name in RUN_RECORD):
+            # a fresh run would replace the record there (.hydra/, metrics.csv, checkpoints, summary.json)
+            self._release(run_dir)
+            refused = ConfigError(
+                "hydra.run.dir",
+                str(run_dir),
+                RUN_EXISTS.format(folder=run_dir),
+                problem="it already holds a run",
+            )
+            print(f"trainspeed: error: {refused}; nothing was written", file=sys.stderr)
+            raise SystemExit(2)
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._release(Path(str(config.hydra.run.dir)))
