@@ -480,3 +480,28 @@ def test_a_copied_run_folder_resumes_into_its_own_checkpoints(tmp_path):
     summary = _summary(tmp_path / "copy")
     assert (summary["status"], summary["steps"], summary["epochs"]) == ("completed", 80, 4)
     assert sorted(p.name for p in copy.iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
+def test_a_relaunch_that_skips_every_job_leaves_the_sweep_byte_for_byte(tmp_path):
+    # Hydra writes each job's .hydra/ (and multirun.yaml) before the job can skip itself: the re-launch with
+    # another launcher setting would have left the skipped records saying they were made with it
+    sweep = ["-m", *RUN, "trainer.max_epochs=1", "optimizer=sgd,adam", "hydra.sweep.dir=sweep"]
+    assert run_cli(["trainspeed.train", *sweep], cwd=tmp_path).returncode == 0
+    before = _bytes(tmp_path / "sweep")
+    again = run_cli(["trainspeed.train", *sweep, "+hydra.job.env_set.RELAUNCHED=1"], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "skipping job 1" in again.stdout + again.stderr
+    after = _bytes(tmp_path / "sweep")
+    assert after == before
+    # one more job: the two finished ones are kept as they were, multirun.yaml is this launch's, on purpose
+    more = run_cli(
+        ["trainspeed.train", *sweep[:-2], "optimizer=sgd,adam,momentum", "hydra.sweep.dir=sweep"],
+        cwd=tmp_path,
+    )
+    assert more.returncode == 0, more.stderr[-2000:]
+    after = _bytes(tmp_path / "sweep")
+    for job in ("0", "1"):
+        assert {k: v for k, v in after.items() if k.startswith(job + "/")} == {
+            k: v for k, v in before.items() if k.startswith(job + "/")
+        }
+    assert "momentum" in after["multirun.yaml"].decode() and "2/summary.json" in after

@@ -13,9 +13,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from trainspeed.errors import ConfigError
 from trainspeed.parallel_jobs import SUBMITIT
+from trainspeed.record.atomic import write_atomic
 from trainspeed.record.folder_lock import in_use, lock_folder, release_folder
-from trainspeed.record.run_folder import OVERRIDES_FILE, is_placement, training_overrides
-from trainspeed.record.summary import RecordError, read_summary, summary_or_none
+from trainspeed.record.run_folder import (
+    HYDRA_FOLDER,
+    LAST_CHECKPOINT,
+    METRICS_FILE,
+    OVERRIDES_FILE,
+    SWEEP_FILE,
+    is_placement,
+    training_overrides,
+)
+from trainspeed.record.summary import SUMMARY_FILE, RecordError, read_summary, summary_or_none
 from trainspeed.sweep_console import outcome, planned_jobs
 
 log = logging.getLogger("trainspeed")
@@ -96,21 +105,73 @@ def relaunch_conflict(config: DictConfig) -> str | None:
     return None
 
 
+def _file_bytes(folder: Path) -> dict[str, bytes]:
+    return (
+        {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()} if folder.is_dir() else {}
+    )
+
+
 class RelaunchGuard(Callback):
     """Refuses, before any job runs, a sweep whose folder holds records of other settings under its job numbers
-    (relaunch_conflict): without it a changed sweep would overwrite them."""
+    (relaunch_conflict): without it a changed sweep would overwrite them.
+
+    A re-launch that passes skips the finished jobs, but Hydra writes each job's .hydra/ files before the job can
+    look (with the re-launch's launcher, and its config defaults if they changed since): the record of a skipped
+    job would then say it was made otherwise than it was. So the guard keeps the .hydra/ files of every finished
+    job before the first job runs and puts them back, byte for byte, once a job has left its record as it was
+    (skipped); Hydra's multirun.yaml likewise, when the re-launch ran nothing. (The callback object travels with
+    the jobs to joblib's and submitit's processes, what it kept with it.)"""
+
+    def __init__(self) -> None:
+        self._kept: dict[str, tuple[bytes | None, dict[str, bytes]]] = {}  # job: (summary.json, its .hydra/)
+        self._multirun: bytes | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         conflict = relaunch_conflict(config)
         if conflict:
             print(f"trainspeed: error: {conflict}", file=sys.stderr)
             raise SystemExit(2)
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        for job in sweep_dir.iterdir() if sweep_dir.is_dir() else ():
+            summary = job / SUMMARY_FILE
+            if summary.is_file() and (job / HYDRA_FOLDER).is_dir():
+                self._kept[str(job.resolve())] = (summary.read_bytes(), _file_bytes(job / HYDRA_FOLDER))
+        multirun = sweep_dir / SWEEP_FILE
+        self._multirun = multirun.read_bytes() if multirun.is_file() else None
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        job = Path(str(config.hydra.runtime.output_dir)).resolve()
+        kept = self._kept.get(str(job))
+        if kept is None or not _unchanged(job / SUMMARY_FILE, kept[0]):
+            return  # a new job, or one that trained on: its .hydra/ is this launch's, on purpose
+        folder = job / HYDRA_FOLDER
+        for name, data in kept[1].items():
+            if not _unchanged(folder / name, data):
+                write_atomic(folder / name, data)
+        for extra in set(_file_bytes(folder)) - set(kept[1]):
+            (folder / extra).unlink()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        jobs = {str(p.parent.resolve()) for p in sweep_dir.glob(f"*/{HYDRA_FOLDER}")}
+        untouched = all(_unchanged(Path(job) / SUMMARY_FILE, kept[0]) for job, kept in self._kept.items())
+        if self._multirun is not None and untouched and jobs <= set(self._kept):  # every job skipped
+            if not _unchanged(sweep_dir / SWEEP_FILE, self._multirun):
+                write_atomic(sweep_dir / SWEEP_FILE, self._multirun)
+
+
+def _unchanged(path: Path, data: bytes | None) -> bool:
+    try:
+        return path.read_bytes() == data
+    except OSError:
+        return data is None
 
 
 RUN_IN_USE = (
     "a folder no other trainspeed process is working in (another hydra.run.dir, or wait for that run to end)"
 )
-RUN_RECORD = (".hydra", "summary.json", "metrics.csv", "checkpoints")  # what says a folder holds a run
+# what says a folder holds a run
+RUN_RECORD = (HYDRA_FOLDER, SUMMARY_FILE, METRICS_FILE, LAST_CHECKPOINT.parent)
 RUN_EXISTS = (
     "a new folder, or resume={folder} to continue the run it holds (ckpt_path= to start from a checkpoint)"
 )

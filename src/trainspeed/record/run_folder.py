@@ -14,9 +14,10 @@ from pathlib import Path
 
 import yaml
 
-OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
-HYDRA_FILE = Path(".hydra") / "hydra.yaml"
-CONFIG_FILE = Path(".hydra") / "config.yaml"
+HYDRA_FOLDER = Path(".hydra")  # Hydra's record of the launch
+OVERRIDES_FILE = HYDRA_FOLDER / "overrides.yaml"
+HYDRA_FILE = HYDRA_FOLDER / "hydra.yaml"
+CONFIG_FILE = HYDRA_FOLDER / "config.yaml"
 SWEEP_FILE = "multirun.yaml"  # Hydra's, in the sweep folder
 METRICS_FILE = "metrics.csv"
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
