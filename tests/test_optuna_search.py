@@ -16,6 +16,7 @@ import pytest
 from conftest import REPO, run_cli
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
 
 from trainspeed.record.summary import Summary, TimeToTargetRecord, write_summary
 from trainspeed.search.budget import STOPPED_FILE, write_budget
@@ -323,3 +324,39 @@ def test_ctrl_c_fails_the_trial_with_its_job_linked_and_the_study_recorded(tmp_p
     assert trial.user_attrs["jobs"] == [str(sweep / "0")]
     (recorded,) = json.loads((sweep / "optuna" / "study.json").read_text())["trials"]
     assert (recorded["state"], recorded["jobs"]) == ("FAIL", [str(sweep / "0")])
+
+
+@pytest.mark.slow
+def test_a_relaunch_with_other_choices_is_refused_before_anything_is_written(tmp_path):
+    args = ["trainspeed.train", *QUICK, "hydra.sweeper.n_trials=1", "hydra.sweep.dir=sweep"]
+    assert (
+        run_cli([*args, "optimizer.weight_decay=choice(0.0,0.1)"], cwd=tmp_path, timeout=600).returncode == 0
+    )
+    sweep = tmp_path / "sweep"
+    before = {str(p): p.read_bytes() for p in sorted(sweep.rglob("*")) if p.is_file()}
+    changed = run_cli([*args, "optimizer.weight_decay=choice(0.0,0.1,0.2)"], cwd=tmp_path, timeout=600)
+    assert changed.returncode == 2
+    assert (
+        "optimizer.weight_decay='CategoricalDistribution(choices=(0.0, 0.1, 0.2))' is not valid"
+        in changed.stderr
+    )
+    assert "a changed search space needs a new hydra.sweep.dir" in changed.stderr
+    assert "Traceback" not in changed.stderr
+    after = {str(p): p.read_bytes() for p in sorted(sweep.rglob("*")) if p.is_file()}
+    assert after == before  # no failed trial added, multirun.yaml as it was
+    assert [t.state for t in _study(sweep).trials] == [TrialState.COMPLETE]
+
+
+@pytest.mark.slow
+def test_a_trial_left_running_by_a_killed_search_is_marked_failed_on_relaunch(tmp_path):
+    args = ["trainspeed.train", *QUICK, "hydra.sweeper.n_trials=1", "hydra.sweep.dir=sweep"]
+    assert run_cli(args, cwd=tmp_path, timeout=600).returncode == 0
+    sweep = tmp_path / "sweep"
+    _study(sweep).ask()  # what a launch killed with SIGKILL between ask and tell leaves behind
+    assert run_cli(args, cwd=tmp_path, timeout=600).returncode == 0
+    assert [t.state for t in _study(sweep).trials] == [
+        TrialState.COMPLETE,
+        TrialState.FAIL,
+        TrialState.COMPLETE,
+    ]
+    assert _study(sweep).trials[1].user_attrs["status"] == "killed"

@@ -482,6 +482,7 @@ def test_a_copied_run_folder_resumes_into_its_own_checkpoints(tmp_path):
     assert sorted(p.name for p in copy.iterdir()) == ["best.ckpt", "last.ckpt"]
 
 
+@pytest.mark.slow
 def test_a_relaunch_that_skips_every_job_leaves_the_sweep_byte_for_byte(tmp_path):
     # Hydra writes each job's .hydra/ (and multirun.yaml) before the job can skip itself: the re-launch with
     # another launcher setting would have left the skipped records saying they were made with it

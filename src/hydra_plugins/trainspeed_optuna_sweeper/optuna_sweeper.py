@@ -66,7 +66,7 @@ class TrainspeedOptunaSweeper(Sweeper):
         from trainspeed.search.sampler import check_sampler_space
         from trainspeed.search.settings import search_settings
         from trainspeed.search.space import parse_space
-        from trainspeed.search.study import open_study, run_trials
+        from trainspeed.search.study import check_same_space, fail_stale_trials, open_study, run_trials
 
         assert self.config is not None and self.hydra_context is not None
         settings = search_settings(OmegaConf.to_container(OmegaConf.create(self.settings), resolve=True))
@@ -75,6 +75,9 @@ class TrainspeedOptunaSweeper(Sweeper):
         check_sampler_space(settings.sampler_name, space.distributions)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         study = open_study(settings, sweep_dir)
+        check_same_space(study, space)  # before anything is written
+        if not settings.storage:
+            fail_stale_trials(study)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         log.info(

@@ -82,6 +82,36 @@ def open_study(settings: SearchSettings, sweep_dir: Path) -> optuna.Study:
     return optuna.load_study(study_name=settings.study_name, storage=storage, sampler=sampler)
 
 
+def check_same_space(study: optuna.Study, space: SearchSpace) -> None:
+    """A continued study must sample each parameter as its earlier trials did: Optuna refuses a changed set of
+    choices only once a trial asks for it (a traceback and a failed trial), so it is refused here, before anything
+    is written. (A numeric range may move: Optuna's samplers allow that.)"""
+    from optuna.distributions import check_distribution_compatibility
+
+    for trial in study.get_trials(deepcopy=False):
+        for key, earlier in trial.distributions.items():
+            given = space.distributions.get(key)
+            try:
+                if given is not None:
+                    check_distribution_compatibility(earlier, given)
+            except ValueError as err:
+                accepted = (
+                    f"what the study's earlier trials sampled it from, {earlier} (a changed search space needs a "
+                    "new hydra.sweep.dir or hydra.sweeper.study_name)"
+                )
+                raise ConfigError(key, str(given), accepted, problem=str(err)) from None
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Mark failed the trials an earlier launch left running (killed: it could not tell them). Only for the
+    study in the sweep folder's own optuna.db, which the sweep's folder lock keeps to this process: on a shared
+    storage a running trial may be another process's."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study._storage.set_trial_user_attr(trial._trial_id, "status", "killed")
+        study.tell(trial.number, state=TrialState.FAIL)
+        log.info("trial %d was left running by a launch that was killed: marked failed", trial.number)
+
+
 def next_job_index(sweep_dir: Path) -> int:
     """After the highest numbered job folder: a relaunch into the same folder adds jobs, never reuses one."""
     numbers = [int(p.name) for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()]
