@@ -360,3 +360,39 @@ def test_a_trial_left_running_by_a_killed_search_is_marked_failed_on_relaunch(tm
         TrialState.COMPLETE,
     ]
     assert _study(sweep).trials[1].user_attrs["status"] == "killed"
+
+
+@pytest.mark.parametrize("stop_in", ["update_budget", "ask"])
+def test_ctrl_c_between_two_batches_leaves_no_trial_running_and_records_the_study(
+    tmp_path, monkeypatch, stop_in
+):
+    """Ctrl-C lands wherever the sweeper happens to be, also outside a batch's launch."""
+    from trainspeed.search import study as study_module
+    from trainspeed.search.settings import SearchSettings
+    from trainspeed.search.space import SearchSpace
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    space = SearchSpace(distributions={"optimizer.lr": FloatDistribution(1e-3, 1.0, log=True)}, seeds=[0])
+    settings = SearchSettings("s", None, n_trials=3, n_jobs=1, seeds=[0], prune_factor=2.0)
+    calls = {"update_budget": 0, "ask": 0}
+    real = {"update_budget": study_module.update_budget, "ask": study.ask}
+
+    def interrupted(name):
+        def call(*args, **kwargs):
+            calls[name] += 1
+            if calls[name] == 2:  # the second call: after the first batch was told
+                raise KeyboardInterrupt
+            return real[name](*args, **kwargs)
+
+        return call
+
+    if stop_in == "update_budget":
+        monkeypatch.setattr(study_module, "update_budget", interrupted("update_budget"))
+    else:
+        monkeypatch.setattr(study, "ask", interrupted("ask"))
+    recorded = []
+    with pytest.raises(KeyboardInterrupt):
+        study_module.run_trials(study, space, lambda batch, first: [tmp_path / str(first)], tmp_path, settings,
+                                lambda s: recorded.append(len(s.trials)))  # fmt: skip
+    assert recorded and recorded[-1] == len(study.trials)  # the study record written after the Ctrl-C too
+    assert TrialState.RUNNING not in [t.state for t in study.trials]

@@ -171,15 +171,19 @@ def run_trials(
     `launch(overrides, first_job_index)` runs the jobs and returns their folders in order.
     """
     job_index = next_job_index(sweep_dir)
-    update_budget(study, sweep_dir, settings.prune_factor)
     per_trial = len(space.seeds)
     done = 0
-    while done < settings.n_trials:
-        trials = [study.ask() for _ in range(min(settings.n_jobs, settings.n_trials - done))]
-        # Hydra's folders of the jobs (hydra.sweep.subdir = job number) until the launcher returns its own
-        folders = [sweep_dir.absolute() / str(job_index + i) for i in range(len(trials) * per_trial)]
-        launched, told, exhausted = False, 0, False
-        try:  # from the first ask to the last tell: no trial is left "running" forever
+    trials: list[optuna.Trial] = []  # the batch being run; `told` of them told their outcome
+    folders: list[Path] = []
+    told, launched = 0, False
+    try:  # from the first ask to the last record: no trial is left "running" forever, study.json is written
+        update_budget(study, sweep_dir, settings.prune_factor)
+        while done < settings.n_trials:
+            trials, told, launched, exhausted = [], 0, False, False
+            for _ in range(min(settings.n_jobs, settings.n_trials - done)):
+                trials.append(study.ask())
+            # Hydra's folders of the jobs (hydra.sweep.subdir = job number) until the launcher returns its own
+            folders = [sweep_dir.absolute() / str(job_index + i) for i in range(len(trials) * per_trial)]
             batch = [job for trial in trials for job in space.job_overrides(space.suggest(trial))]
             launched = True
             folders = launch(batch, job_index)
@@ -188,19 +192,19 @@ def run_trials(
                 outcome = trial_outcome(folders[i * per_trial : (i + 1) * per_trial])
                 exhausted = tell(study, trial, space.seeds, outcome) or exhausted
                 told += 1
-        except BaseException as err:  # a broken launch, a crash here, or Ctrl-C
-            for i, trial in enumerate(trials[told:], start=told):
-                jobs = folders[i * per_trial : (i + 1) * per_trial] if launched else []
-                tell_stopped(study, trial, space.seeds, [j for j in jobs if j.exists()], err)
+            update_budget(study, sweep_dir, settings.prune_factor)
+            done += len(trials)
             if after_batch is not None:
-                _record_anyway(after_batch, study)
-            raise
-        update_budget(study, sweep_dir, settings.prune_factor)
-        done += len(trials)
+                after_batch(study)
+            if exhausted:
+                return
+    except BaseException as err:  # a broken launch, a crash here, or Ctrl-C (also between two batches)
+        for i, trial in enumerate(trials[told:], start=told):
+            jobs = folders[i * per_trial : (i + 1) * per_trial] if launched else []
+            tell_stopped(study, trial, space.seeds, [j for j in jobs if j.exists()], err)
         if after_batch is not None:
-            after_batch(study)
-        if exhausted:
-            return
+            _record_anyway(after_batch, study)
+        raise
 
 
 def _interrupted(err: BaseException) -> bool:
