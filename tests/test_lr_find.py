@@ -40,7 +40,7 @@ def test_suggested_lr_reaches_the_target_in_a_short_run(make_config):
         ),
         (
             "+lr_find.max_lrr=10",
-            "lr_find.max_lrr=10 is not valid (unknown key); accepted: did you mean lr_find.max_lr? the keys lr_find.min_lr",
+            "lr_find.max_lrr=10 is not valid (unknown key); accepted: did you mean lr_find.max_lr? the keys lr_find.max_lr",
         ),
         ("+lr_find.min_lr=0", "lr_find.min_lr=0 is not valid; accepted: a number > 0"),
     ],

@@ -22,6 +22,7 @@ from trainspeed.validation import validate
 
 # (overrides, the key the message must name, the value it must show); all refused before torch is imported
 BAD_INPUTS = [
+    (["+optimizer.weight_decya=0.1"], "optimizer.weight_decya", "did you mean optimizer.weight_decay?"),
     (["optimizer.lr=-0.1"], "optimizer.lr", "-0.1"),
     (["optimizer.lr=abc"], "optimizer.lr", "abc"),
     (["optimizer=momentum", "optimizer.momentum=1.0"], "optimizer.momentum", "1.0"),
@@ -59,6 +60,9 @@ BAD_INPUTS = [
 
 # more of the same, checked in-process (a subprocess each costs a second); the timm checks import torch
 MORE_BAD_INPUTS = [
+    (["+model.widht=3"], "model.widht", "did you mean model.width?"),
+    (["+scheduler.warmup=10"], "scheduler.warmup", "unknown key"),
+    (["+data.batchsize=32"], "data.batchsize", "did you mean data.batch_size?"),
     (["optimizer.lr=0"], "optimizer.lr", "0"),
     (["model.width=-8"], "model.width", "-8"),
     (["data.batch_size=1.5"], "data.batch_size", "1.5"),
@@ -426,3 +430,12 @@ def test_an_unreadable_checkpoint_to_resume_is_refused_leaving_the_run_folder_as
         assert message.startswith(f"trainspeed: error: {key}") and named in message, message
         assert "move" in message or "a checkpoint file" in message  # what to do
         assert _files(run) == before  # summary.json, .hydra/, metrics.csv and checkpoints untouched
+
+
+def test_a_trainer_key_lightning_does_not_take_is_refused_in_one_line(make_config):
+    from trainspeed.training.trainer_factory import build_trainer
+
+    with pytest.raises(
+        ConfigError, match=r"trainer.foo=1 is not valid \(unknown key\); accepted: the keys trainer\."
+    ):
+        build_trainer(make_config("+trainer.foo=1"))

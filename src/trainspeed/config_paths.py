@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 CONFIG_NAME = "train"
@@ -42,6 +43,28 @@ def config_dir() -> str:
         if (candidate / f"{CONFIG_NAME}.yaml").is_file():
             return str(candidate)
     raise FileNotFoundError(f"trainspeed's config folder was not found next to {here}")
+
+
+@functools.cache
+def defined_keys(group: str) -> frozenset[str]:
+    """Every key trainspeed's own configs give the config group: the options' keys (conf/<group>/*.yaml) and the
+    keys that presets and the main config set under `<group>:`. A key outside them and the group's schema is a
+    typo or a setting nothing reads (`+optimizer.weight_decya=0.1`)."""
+    import yaml
+
+    keys: set[str] = set()
+    for path in Path(config_dir()).rglob("*.yaml"):
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        if not isinstance(doc, dict):
+            continue
+        if path.parent.name == group:
+            keys |= {k for k in doc if k != "defaults"}
+        if isinstance(doc.get(group), dict):
+            keys |= set(doc[group])
+    return frozenset(keys)
 
 
 def extra_kwargs(cfg, key: str = "kwargs") -> dict:

@@ -27,18 +27,13 @@ def range_settings(cfg: DictConfig) -> dict[str, Any]:
     value out of range, or the range empty (ConfigError)."""
     from omegaconf import OmegaConf
 
-    from trainspeed.errors import ConfigError, closest_names
-    from trainspeed.validation.rules import Integer, Number, check_schema
+    from trainspeed.errors import ConfigError
+    from trainspeed.validation.rules import Integer, Number, check_known_keys, check_schema
 
     given = OmegaConf.to_container(cfg.lr_find, resolve=True) if cfg.get("lr_find") is not None else {}
     if not isinstance(given, dict):
         raise ConfigError("lr_find", given, "a mapping: +lr_find.min_lr=1e-6 +lr_find.max_lr=1 ...")
-    for key, value in given.items():
-        if key not in DEFAULTS:
-            near = closest_names(key, DEFAULTS)
-            hint = f"did you mean lr_find.{near[0]}? " if near else ""
-            accepted = hint + "the keys " + ", ".join(f"lr_find.{k}" for k in DEFAULTS)
-            raise ConfigError(f"lr_find.{key}", value, accepted, problem="unknown key")
+    check_known_keys(given, "lr_find", DEFAULTS)
     settings = {**DEFAULTS, **given}
     check_schema(
         settings, "lr_find", {"min_lr": Number(gt=0), "max_lr": Number(gt=0), "num_training": Integer(ge=2)}

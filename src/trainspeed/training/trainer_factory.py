@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import pytorch_lightning as pl
@@ -16,6 +17,7 @@ from trainspeed.callbacks.stepped_loop import SteppedLoop
 from trainspeed.callbacks.time_to_target import TimeToTarget
 from trainspeed.callbacks.train_clock import TrainClock
 from trainspeed.record.resumable_csv import ResumableCSVLogger
+from trainspeed.validation.rules import check_known_keys
 
 # trainer.* keys that are trainspeed's own, not Lightning Trainer arguments
 OWN_TRAINER_KEYS = ("compile", "charge_compile", "channels_last", "steps_per_iteration")
@@ -46,6 +48,9 @@ def build_trainer(cfg: DictConfig, resume_step: int | None = None) -> TrainerPar
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     for key in (*OWN_TRAINER_KEYS, *STEP_KEYS):
         kwargs.pop(key, None)
+    # the rest goes to Lightning's Trainer: a key it does not take is one line, not a TypeError's traceback
+    lightning_keys = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self", "callbacks", "logger"}
+    check_known_keys(kwargs, "trainer", {*lightning_keys, *OWN_TRAINER_KEYS, *STEP_KEYS})
     callbacks = _instantiate_all(cfg.get("callbacks"))
     # Lightning refuses a progress bar or checkpoint callback that its own switches turned off: honour the switch
     if kwargs.get("enable_progress_bar") is False:

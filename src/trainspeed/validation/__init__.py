@@ -16,12 +16,13 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from trainspeed.config_paths import defined_keys
 from trainspeed.errors import ConfigError
 from trainspeed.record.checkpoint_file import start_checkpoint
 from trainspeed.validation import cross_checks
 from trainspeed.validation.optimizer_name import check_optimizer_name
 from trainspeed.validation.refusal import record_refusal
-from trainspeed.validation.rules import check_schema
+from trainspeed.validation.rules import check_known_keys, check_schema
 from trainspeed.validation.schemas import CALLBACK_CLASSES, FINETUNE, GROUPS, PLUGINS, TOP_LEVEL
 
 __all__ = ["record_refusal", "validate"]
@@ -87,6 +88,10 @@ def validate(cfg: DictConfig) -> None:
                 group, values[group], f"an option of the {group} config group (see conf/{group}/)"
             )
         check_schema(values[group], group, schema)
+        if (
+            group != "trainer"
+        ):  # Lightning's Trainer takes more than the schema names (training/trainer_factory.py)
+            check_known_keys(values[group], group, {*schema, *defined_keys(group)})
     data, model, norm = values["data"], values["model"], values["normalization"]
     if isinstance(values["optimizer"].get("name"), str):
         check_optimizer_name(values["optimizer"]["name"])

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from trainspeed.errors import ConfigError, unknown_name
+from trainspeed.errors import ConfigError, closest_names, unknown_name
 
 
 class Rule:
@@ -211,6 +211,18 @@ def check_schema(values: Mapping[str, Any], prefix: str, schema: Mapping[str, Ru
     for key, rule in schema.items():
         if key in values:
             rule.check(f"{prefix}.{key}" if prefix else key, values[key])
+
+
+def check_known_keys(values: Mapping[str, Any], prefix: str, known: Iterable[str]) -> None:
+    """Refuse a key no setting reads (a typo, or `+group.key=` of something that does not exist): silently
+    ignored, it would leave the run training with the default the user meant to change."""
+    known = sorted(known)
+    for key, value in values.items():
+        if key not in known:
+            near = closest_names(key, known, n=1)
+            hint = f"did you mean {prefix}.{near[0]}? " if near else ""
+            accepted = hint + "the keys " + ", ".join(f"{prefix}.{k}" for k in known)
+            raise ConfigError(f"{prefix}.{key}", value, accepted, problem="unknown key")
 
 
 def divisors(n: int) -> Iterable[int]:
