@@ -96,7 +96,7 @@ def test_brute_force_needs_a_finite_space_and_ends_the_search_when_it_is_exhaust
     from trainspeed.search.outcome import TrialOutcome
     from trainspeed.search.sampler import check_sampler_space
     from trainspeed.search.settings import SearchSettings
-    from trainspeed.search.study import open_study, tell
+    from trainspeed.search.study import open_study, space_exhausted, space_size, tell
 
     parser = OverridesParser.create()
     with pytest.raises(ConfigError, match="optimizer.lr is a continuous interval"):
@@ -116,6 +116,12 @@ def test_brute_force_needs_a_finite_space_and_ends_the_search_when_it_is_exhaust
     assert sorted(asked) == ["adam", "sgd"]
     assert exhausted == [False, True]  # the sampler's Study.stop ends the search instead of crashing it
     assert {t.state.name for t in study.trials} == {"COMPLETE"}
+    # a re-launch finds the space already exhausted before asking: no point is tried twice
+    assert space_exhausted(open_study(settings, tmp_path), space)
+    assert not space_exhausted(
+        open_study(settings, tmp_path), parse_space(parser, {}, ["optimizer=choice(sgd,adam,nadam)"])
+    )
+    assert space_size(parse_space(parser, {}, ["model.depth=range(1,5)", "optimizer.lr=choice(0.1,1)"])) == 8
 
 
 @pytest.mark.parametrize(

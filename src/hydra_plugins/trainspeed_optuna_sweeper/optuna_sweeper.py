@@ -66,7 +66,13 @@ class TrainspeedOptunaSweeper(Sweeper):
         from trainspeed.search.sampler import check_sampler_space
         from trainspeed.search.settings import search_settings
         from trainspeed.search.space import parse_space
-        from trainspeed.search.study import check_same_space, fail_stale_trials, open_study, run_trials
+        from trainspeed.search.study import (
+            check_same_space,
+            fail_stale_trials,
+            open_study,
+            run_trials,
+            space_exhausted,
+        )
 
         assert self.config is not None and self.hydra_context is not None
         settings = search_settings(OmegaConf.to_container(OmegaConf.create(self.settings), resolve=True))
@@ -78,6 +84,9 @@ class TrainspeedOptunaSweeper(Sweeper):
         check_same_space(study, space)  # before anything is written
         if not settings.storage:
             fail_stale_trials(study)
+        if settings.sampler_name == "BruteForceSampler" and space_exhausted(study, space):
+            log.info("the sampler has tried every point of the search space already: no trial to add")
+            return self.returns
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         log.info(

@@ -112,6 +112,32 @@ def fail_stale_trials(study: optuna.Study) -> None:
         log.info("trial %d was left running by a launch that was killed: marked failed", trial.number)
 
 
+def space_size(space: SearchSpace) -> int | None:
+    """How many points the search space has; None when it has a continuous interval."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    size = 1
+    for dist in space.distributions.values():
+        if isinstance(dist, CategoricalDistribution):
+            size *= len(dist.choices)
+        elif isinstance(dist, IntDistribution):
+            size *= (dist.high - dist.low) // dist.step + 1
+        elif isinstance(dist, FloatDistribution) and dist.step is not None:
+            size *= round((dist.high - dist.low) / dist.step) + 1
+        else:
+            return None
+    return size
+
+
+def space_exhausted(study: optuna.Study, space: SearchSpace) -> bool:
+    """Whether the study's finished trials have tried every point of a finite space already: an exhaustive
+    sampler (BruteForceSampler) would otherwise ask one of them again before it noticed."""
+    size = space_size(space)
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    tried = {tuple(sorted(t.params.items())) for t in finished if set(t.params) == set(space.distributions)}
+    return size is not None and len(tried) >= size
+
+
 def next_job_index(sweep_dir: Path) -> int:
     """After the highest numbered job folder: a relaunch into the same folder adds jobs, never reuses one."""
     numbers = [int(p.name) for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()]
