@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from trainspeed.errors import ConfigError
 from trainspeed.parallel_jobs import SUBMITIT
 from trainspeed.record.atomic import write_atomic
-from trainspeed.record.folder_lock import in_use, lock_folder, release_folder
+from trainspeed.record.folder_lock import in_use, lock_folder, release_folder, secondary_rank
 from trainspeed.record.run_folder import (
     HYDRA_FOLDER,
     LAST_CHECKPOINT,
@@ -195,7 +195,8 @@ class FolderLock(Callback):
         run_dir = Path(str(config.hydra.run.dir))
         self._lock(run_dir, "hydra.run.dir", RUN_IN_USE, "nothing was written")
         continued = config.get("resume") is not None or config.get("ckpt_path") is not None
-        if not continued and any((run_dir / name).exists() for name in RUN_RECORD):
+        # (the ranks other than zero of a multi-process run start in rank zero's folder, which holds its run)
+        if not continued and not secondary_rank() and any((run_dir / name).exists() for name in RUN_RECORD):
             # a fresh run would replace the record there (.hydra/, metrics.csv, checkpoints, summary.json)
             self._release(run_dir)
             refused = ConfigError(
