@@ -106,3 +106,15 @@ def test_a_checkpoint_torch_cannot_read_is_a_data_error_naming_it(tmp_path):
     with pytest.raises(DataError, match=f"checkpoint {path} is unreadable or corrupt"):
         checkpoint_state(str(path))
     assert checkpoint_state(str(_saved(tmp_path / "good.ckpt"))).step == 7
+
+
+def test_a_run_that_trained_is_not_resumed_from_step_0_when_its_checkpoint_is_gone(tmp_path):
+    from report_fixtures import make_job
+
+    from trainspeed.record.checkpoint_file import start_checkpoint
+
+    run = make_job(tmp_path, 0, ["seed=0"], seconds=1.0)  # a record of 100 steps, no checkpoints/
+    with pytest.raises(ConfigError, match=r"trained 100 steps, but checkpoints/last.ckpt is missing"):
+        start_checkpoint(run, str(run), None)
+    (run / "summary.json").unlink()  # killed before its first checkpoint and its record: it starts again
+    assert start_checkpoint(run, str(run), None) is None

@@ -85,13 +85,33 @@ def start_checkpoint(run_dir: Path, resume: str | None, ckpt_path: str | None) -
         return _require(last, "ckpt_path", "last", CKPT_PATH_ACCEPTED) if last.exists() else "last"
     if ckpt_path:
         return _require(Path(ckpt_path), "ckpt_path", ckpt_path, CKPT_PATH_ACCEPTED)
-    if not resume or not last.exists():
+    if not resume:
+        return None
+    if not last.exists():
+        _check_nothing_trained(run_dir, resume)  # a run killed before its first checkpoint starts again
         return None
     remedy = (
         f"a run folder whose {LAST_CHECKPOINT} reads as a checkpoint: move {last} away to restart the run from its "
         "beginning in this folder, or put an intact copy there"
     )
     return _require(last, "resume", resume, remedy)
+
+
+def _check_nothing_trained(run_dir: Path, resume: str) -> None:
+    """Refuse to resume from step 0 a run whose record says it trained: it would train again over that record
+    (its summary.json, metrics.csv and best.ckpt replaced) because its last.ckpt was removed."""
+    from trainspeed.record.summary import summary_or_none
+
+    summary = summary_or_none(run_dir)
+    if summary is not None and summary.steps:
+        raise ConfigError(
+            "resume",
+            resume,
+            f"a run folder with its {LAST_CHECKPOINT} (put it back), or `python -m trainspeed.reproduce {run_dir}` to "
+            "train the run again in a new folder",
+            problem=f"its record says it trained {summary.steps} steps, but {LAST_CHECKPOINT} is missing: it would "
+            "train again from step 0 over that record",
+        )
 
 
 def check_resume_checkpoint(argv: list[str]) -> None:
