@@ -171,3 +171,17 @@ def test_a_new_run_into_a_folder_holding_a_run_is_refused_and_left_as_it_was(tmp
     )
     assert "nothing was written" in again.stderr
     assert _files(run) == before  # the first run's record, .hydra/ and checkpoints as they were
+
+
+def test_a_run_into_a_sweep_folder_and_a_sweep_into_a_run_folder_are_refused(tmp_path):
+    sweep, run = tmp_path / "sweep", tmp_path / "run"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    (run / ".hydra").mkdir(parents=True)
+    (run / "summary.json").write_text("{}")
+    before = _files(tmp_path)
+    into_sweep = run_cli(["trainspeed.train", *RUN, f"hydra.run.dir={sweep}"], cwd=tmp_path)
+    into_run = run_cli(["trainspeed.train", "-m", *RUN, "seed=1,2", f"hydra.sweep.dir={run}"], cwd=tmp_path)
+    assert into_sweep.returncode == 2 and "is not valid (it already holds a sweep)" in into_sweep.stderr
+    assert into_run.returncode == 2 and "is not valid (it holds a run)" in into_run.stderr
+    assert _files(tmp_path) == before

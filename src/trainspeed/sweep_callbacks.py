@@ -170,8 +170,9 @@ def _unchanged(path: Path, data: bytes | None) -> bool:
 RUN_IN_USE = (
     "a folder no other trainspeed process is working in (another hydra.run.dir, or wait for that run to end)"
 )
-# what says a folder holds a run
+# what says a folder holds a run (or, multirun.yaml, a sweep)
 RUN_RECORD = (HYDRA_FOLDER, SUMMARY_FILE, METRICS_FILE, LAST_CHECKPOINT.parent)
+SWEEP_RECORD = (SWEEP_FILE,)
 RUN_EXISTS = (
     "a new folder, or resume={folder} to continue the run it holds (ckpt_path= to start from a checkpoint)"
 )
@@ -196,14 +197,15 @@ class FolderLock(Callback):
         self._lock(run_dir, "hydra.run.dir", RUN_IN_USE, "nothing was written")
         continued = config.get("resume") is not None or config.get("ckpt_path") is not None
         # (the ranks other than zero of a multi-process run start in rank zero's folder, which holds its run)
-        if not continued and not secondary_rank() and any((run_dir / name).exists() for name in RUN_RECORD):
+        holds = [name for name in (*RUN_RECORD, *SWEEP_RECORD) if (run_dir / name).exists()]
+        if not continued and not secondary_rank() and holds:
             # a fresh run would replace the record there (.hydra/, metrics.csv, checkpoints, summary.json)
             self._release(run_dir)
             refused = ConfigError(
                 "hydra.run.dir",
                 str(run_dir),
                 RUN_EXISTS.format(folder=run_dir),
-                problem="it already holds a run",
+                problem="it already holds a " + ("sweep" if SWEEP_FILE in holds else "run"),
             )
             print(f"trainspeed: error: {refused}; nothing was written", file=sys.stderr)
             raise SystemExit(2)
@@ -214,6 +216,16 @@ class FolderLock(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
         self._lock(sweep_dir, "hydra.sweep.dir", SWEEP_IN_USE, "nothing was changed")
+        if any((sweep_dir / name).exists() for name in RUN_RECORD):  # a sweep's jobs go into sub-folders
+            self._release(sweep_dir)
+            refused = ConfigError(
+                "hydra.sweep.dir",
+                str(sweep_dir),
+                "a new folder, or the folder of a sweep",
+                problem="it holds a run",
+            )
+            print(f"trainspeed: error: {refused}; nothing was changed", file=sys.stderr)
+            raise SystemExit(2)
         jobs = sweep_dir.iterdir() if sweep_dir.is_dir() else ()
         busy = sorted(str(job) for job in jobs if job.is_dir() and in_use(job))
         if busy:
