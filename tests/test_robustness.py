@@ -60,6 +60,9 @@ BAD_INPUTS = [
 
 # more of the same, checked in-process (a subprocess each costs a second); the timm checks import torch
 MORE_BAD_INPUTS = [
+    (["optimizer.lr=inf"], "optimizer.lr", "inf"),
+    (["optimizer.lr=1e400"], "optimizer.lr", "inf"),  # YAML reads it as inf
+    (["initializer=kaiming_normal", "initializer.gain=-inf"], "initializer.gain", "-inf"),
     (["+model.widht=3"], "model.widht", "did you mean model.width?"),
     (["+scheduler.warmup=10"], "scheduler.warmup", "unknown key"),
     (["+data.batchsize=32"], "data.batchsize", "did you mean data.batch_size?"),
@@ -439,3 +442,7 @@ def test_a_trainer_key_lightning_does_not_take_is_refused_in_one_line(make_confi
         ConfigError, match=r"trainer.foo=1 is not valid \(unknown key\); accepted: the keys trainer\."
     ):
         build_trainer(make_config("+trainer.foo=1"))
+
+
+def test_an_infinite_loss_ratio_turns_the_ratio_check_off_and_is_accepted(tmp_path):
+    validate(compose_config(["divergence.max_loss_ratio=inf"], tmp_path))

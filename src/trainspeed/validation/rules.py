@@ -7,6 +7,7 @@ override the user typed; these rules do both in one message (`optimizer.lr=-0.1 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,11 +47,14 @@ class Number(Rule):
     le: float | None = None
     integer: bool = False
     nullable: bool = False
+    infinite: bool = False  # inf accepted (a limit that is off); NaN never is
 
     def ok(self, value: Any) -> bool:
         if value is None:
             return self.nullable
         if not _is_number(value) or (self.integer and not isinstance(value, int)) or value != value:
+            return False
+        if not self.infinite and value in (math.inf, -math.inf):  # 1e400 too: YAML reads it as inf
             return False
         return not (
             (self.gt is not None and not value > self.gt)

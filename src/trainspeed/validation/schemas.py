@@ -183,7 +183,7 @@ TARGET: dict[str, Rule] = {
 }
 
 DIVERGENCE: dict[str, Rule] = {
-    "max_loss_ratio": Number(gt=1),
+    "max_loss_ratio": Number(gt=1, infinite=True),  # inf: only NaN / inf losses count as diverging
     "patience": Integer(ge=1),
 }
 
