@@ -22,6 +22,7 @@ from trainspeed.validation import validate
 
 # (overrides, the key the message must name, the value it must show); all refused before torch is imported
 BAD_INPUTS = [
+    (["+optimzer.lr=0.1"], "optimzer", "did you mean optimizer?"),
     (["+optimizer.weight_decya=0.1"], "optimizer.weight_decya", "did you mean optimizer.weight_decay?"),
     (["optimizer.lr=-0.1"], "optimizer.lr", "-0.1"),
     (["optimizer.lr=abc"], "optimizer.lr", "abc"),

@@ -67,6 +67,29 @@ def defined_keys(group: str) -> frozenset[str]:
     return frozenset(keys)
 
 
+EXTRA_TOP_LEVEL = ("lr_find",)  # set with +lr_find.* for `python -m trainspeed.lr_find` (lr_find.py)
+
+
+@functools.cache
+def defined_top_level_keys() -> frozenset[str]:
+    """The root keys trainspeed's configs define: train.yaml's, the config groups', and those the presets set at
+    the root (`# @package _global_` files), plus EXTRA_TOP_LEVEL."""
+    import yaml
+
+    root = Path(config_dir())
+    keys = {p.name for p in root.iterdir() if p.is_dir()} | set(EXTRA_TOP_LEVEL)
+    for path in root.rglob("*.yaml"):
+        text = path.read_text()
+        if path.parent != root and "@package _global_" not in text:
+            continue
+        try:
+            doc = yaml.safe_load(text) or {}
+        except yaml.YAMLError:
+            continue
+        keys |= {k for k in doc if k != "defaults"} if isinstance(doc, dict) else set()
+    return frozenset(keys)
+
+
 def extra_kwargs(cfg, key: str = "kwargs") -> dict:
     """A config's free-form `kwargs` mapping as a plain dict (empty when absent or null)."""
     from omegaconf import OmegaConf

@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from trainspeed.config_paths import defined_keys
+from trainspeed.config_paths import defined_keys, defined_top_level_keys
 from trainspeed.errors import ConfigError
 from trainspeed.record.checkpoint_file import start_checkpoint
 from trainspeed.validation import cross_checks
@@ -76,6 +76,12 @@ def _run_folder(resume: str | None) -> Path:
 
 def validate(cfg: DictConfig) -> None:
     """Refuse a config that cannot train, before torch is imported (except to look up a timm model)."""
+    unknown = {key: cfg[key] for key in cfg if key not in defined_top_level_keys()}  # +optimzer.lr=0.1
+    check_known_keys(
+        {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in unknown.items()},
+        "",
+        defined_top_level_keys(),
+    )
     values = {key: _plain(cfg, key, required=key not in OPTIONAL) for key in GROUPS}
     for key in TOP_LEVEL:
         values[key] = _plain(cfg, key, required=False)  # nullability is the schema's to judge

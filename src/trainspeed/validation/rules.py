@@ -221,12 +221,13 @@ def check_known_keys(values: Mapping[str, Any], prefix: str, known: Iterable[str
     """Refuse a key no setting reads (a typo, or `+group.key=` of something that does not exist): silently
     ignored, it would leave the run training with the default the user meant to change."""
     known = sorted(known)
+    named = (lambda key: f"{prefix}.{key}") if prefix else str
     for key, value in values.items():
         if key not in known:
             near = closest_names(key, known, n=1)
-            hint = f"did you mean {prefix}.{near[0]}? " if near else ""
-            accepted = hint + "the keys " + ", ".join(f"{prefix}.{k}" for k in known)
-            raise ConfigError(f"{prefix}.{key}", value, accepted, problem="unknown key")
+            hint = f"did you mean {named(near[0])}? " if near else ""
+            accepted = hint + "the keys " + ", ".join(named(k) for k in known)
+            raise ConfigError(named(key), value, accepted, problem="unknown key")
 
 
 def divisors(n: int) -> Iterable[int]:
