@@ -61,6 +61,7 @@ BAD_INPUTS = [
 
 # more of the same, checked in-process (a subprocess each costs a second); the timm checks import torch
 MORE_BAD_INPUTS = [
+    (["trainer.num_nodes=2"], "trainer.num_nodes", "nothing starts the other nodes' processes"),
     (["optimizer.lr=inf"], "optimizer.lr", "inf"),
     (["optimizer.lr=1e400"], "optimizer.lr", "inf"),  # YAML reads it as inf
     (["initializer=kaiming_normal", "initializer.gain=-inf"], "initializer.gain", "-inf"),

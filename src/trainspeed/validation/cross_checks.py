@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,25 @@ def check_model(
             )
 
 
+# what says a cluster starts every node's processes (SLURM, torchrun, MPI, LSF) or the user did by hand (Lightning's
+# own environment: MASTER_ADDR and NODE_RANK set on each node)
+CLUSTER_VARIABLES = ("SLURM_NTASKS", "TORCHELASTIC_RUN_ID", "WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "LSB_JOBID",
+                     "NODE_RANK", "MASTER_ADDR")  # fmt: skip
+
+
+def check_nodes(num_nodes: Any) -> None:
+    """Several nodes need something that starts the other nodes' processes: without it Lightning waits for them
+    for ever ("Initializing distributed ... 1/2")."""
+    if isinstance(num_nodes, int) and num_nodes > 1 and not any(os.environ.get(v) for v in CLUSTER_VARIABLES):
+        raise ConfigError(
+            "trainer.num_nodes",
+            num_nodes,
+            "1 on one machine; more under SLURM (hydra/launcher=submitit_slurm), torchrun, or with MASTER_ADDR and "
+            "NODE_RANK set on every node",
+            problem="nothing starts the other nodes' processes here, and the run would wait for them for ever",
+        )
+
+
 def check_trainer(trainer: dict[str, Any]) -> None:
     """Epoch bounds that agree, and precisions or options the chosen device cannot run."""
     max_epochs, min_epochs = trainer.get("max_epochs"), trainer.get("min_epochs")
@@ -116,6 +136,7 @@ def check_trainer(trainer: dict[str, Any]) -> None:
             "1 with several devices (raise data.batch_size: each device takes a batch per step)",
             problem="accumulation runs inside one training step, which DDP synchronizes once",
         )
+    check_nodes(trainer.get("num_nodes", 1))
     needs_gpu = trainer.get("precision") in GPU_ONLY_PRECISIONS or bool(trainer.get("sync_batchnorm"))
     if trains_on_cpu(trainer, needs_gpu):
         on = "trainer.accelerator=cpu" if trainer.get("accelerator") == "cpu" else "this machine has no GPU"
