@@ -506,3 +506,29 @@ def test_a_relaunch_that_skips_every_job_leaves_the_sweep_byte_for_byte(tmp_path
             k: v for k, v in before.items() if k.startswith(job + "/")
         }
     assert "momentum" in after["multirun.yaml"].decode() and "2/summary.json" in after
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("changed", "says"),
+    [
+        ("model.width=128", "its network is not this config's: network."),
+        ("optimizer=sgd", "its optimizer state has no 'momentum' for this config's optimizer"),
+    ],
+)
+def test_a_checkpoint_that_does_not_fit_the_config_is_one_line_and_the_run_is_kept(tmp_path, changed, says):
+    run = tmp_path / "run"
+    args = [
+        *RUN,
+        "trainer.max_epochs=2",
+        "callbacks.resume_checkpoint.every_n_train_steps=10",
+        f"hydra.run.dir={run}",
+    ]
+    first = run_cli(["trainspeed.train", *args, "trainer.max_steps=15"], cwd=tmp_path)  # stopped mid-run
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = _bytes(run)
+    resumed = run_cli(["trainspeed.train", f"resume={run}", "trainer.max_steps=30", changed], cwd=tmp_path)
+    assert resumed.returncode == 2, resumed.stderr[-2000:]
+    assert f"resume='{run}' is not valid ({says}" in resumed.stderr
+    assert "Traceback" not in resumed.stderr
+    assert _bytes(run) == before  # put back as it was (no training was saved)

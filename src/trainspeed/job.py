@@ -15,11 +15,11 @@ from omegaconf import DictConfig
 
 from trainspeed.callbacks.stepped_loop import find_stepped_loop
 from trainspeed.data import build_datamodule
-from trainspeed.errors import out_of_memory
+from trainspeed.errors import ConfigError, out_of_memory
 from trainspeed.model import build_network
 from trainspeed.record.run_folder import is_placement, last_logged
 from trainspeed.record.summary import Summary, build_summary, final_metrics, write_summary
-from trainspeed.resume import CheckpointState, checkpoint_state, checkpoint_to_resume
+from trainspeed.resume import CheckpointState, check_checkpoint_fits, checkpoint_state, checkpoint_to_resume
 from trainspeed.run_mode import resolve_run_mode, stop_reason
 from trainspeed.search.budget import read_stop
 from trainspeed.tracking.redact import scrub
@@ -175,6 +175,15 @@ def _finish_from_checkpoint(
         recorder.test_metrics = dict(trainer.callback_metrics)
 
 
+def _checkpoint_setting(cfg: DictConfig, checkpoint: str | None) -> tuple[str, str]:
+    """The setting that chose the checkpoint a run starts from, and its value, for messages about it."""
+    if cfg.get("ckpt_path"):
+        return "ckpt_path", str(cfg.ckpt_path)
+    if cfg.get("resume"):
+        return "resume", str(cfg.resume)
+    return "checkpoint", str(checkpoint)  # a sweep job's own, on a re-launch
+
+
 def run_job(cfg: DictConfig, resume_from: str | None = None) -> Summary:
     """Train the configured network and return the summary written to summary.json.
 
@@ -205,6 +214,9 @@ def run_job(cfg: DictConfig, resume_from: str | None = None) -> Summary:
             recorder.run_dir, cfg.get("resume"), cfg.get("ckpt_path")
         )
         state = checkpoint_state(checkpoint)
+        key, value = _checkpoint_setting(cfg, checkpoint)
+        if state is not None:
+            check_checkpoint_fits(state, module, key, value)
         ended = stop_reason(cfg, state.step, state.epoch, state.reached_target) if state else None
         # metrics.csv keeps the rows logged before the checkpoint: their logger step is below its step count (all
         # rows when training is over, test rows aside: a record written before time_to_target's row took its
@@ -224,7 +236,18 @@ def run_job(cfg: DictConfig, resume_from: str | None = None) -> Summary:
             )
             _finish_from_checkpoint(recorder, module, datamodule, checkpoint, state)
         else:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
+            try:
+                trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
+            except KeyError as err:  # another optimizer's state: its first step misses a hyperparameter
+                if state is None or trainer.global_step > state.step:
+                    raise
+                raise ConfigError(
+                    key,
+                    value,
+                    "a checkpoint of the optimizer this config builds (resume with the overrides the run was made "
+                    "with)",
+                    problem=f"its optimizer state has no {err} for this config's optimizer",
+                ) from None
         if trainer.interrupted:
             raise KeyboardInterrupt
         if not ended and any(getattr(c, "save_last", False) for c in trainer.checkpoint_callbacks):

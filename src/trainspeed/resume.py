@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from trainspeed.errors import ConfigError, DataError
 from trainspeed.record.checkpoint_file import RUNNING_STATE_KEY, start_checkpoint
@@ -129,6 +130,26 @@ class CheckpointState:
     epoch: int
     reached_target: bool
     logged: dict[str, float] | None = None  # the metrics last logged before it (None: written without them)
+    shapes: dict[str, tuple[int, ...]] | None = None  # the module's tensors, by name
+
+
+def check_checkpoint_fits(state: CheckpointState, module: Any, key: str, value: str) -> None:
+    """Refuse a checkpoint whose network is not the one this config builds (resume= with another model.width,
+    ckpt_path= of another model), in one line naming the first tensor that differs, before fit() meets it."""
+    if state.shapes is None:
+        return
+    built = {name: tuple(tensor.shape) for name, tensor in module.state_dict().items()}
+    differ = sorted(n for n in built.keys() | state.shapes.keys() if built.get(n) != state.shapes.get(n))
+    if differ:
+        first = differ[0]
+        there, here = state.shapes.get(first, "absent"), built.get(first, "absent")
+        raise ConfigError(
+            key,
+            value,
+            "a checkpoint of the network this config builds (resume with the overrides the run was made with)",
+            problem=f"its network is not this config's: {first} is {there} there, {here} here "
+            f"({len(differ)} tensor(s) differ)",
+        )
 
 
 def checkpoint_to_resume(run_dir: Path, resume: str | None, ckpt_path: str | None) -> str | None:
@@ -164,6 +185,7 @@ def checkpoint_state(checkpoint: str | None) -> CheckpointState | None:
         epoch=int(state.get("epoch", 0)),
         reached_target=target.get("result") is not None,
         logged=(state.get(RUNNING_STATE_KEY) or {}).get("logged"),
+        shapes={name: tuple(t.shape) for name, t in state["state_dict"].items() if hasattr(t, "shape")},
     )
 
 
