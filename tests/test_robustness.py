@@ -448,3 +448,24 @@ def test_a_trainer_key_lightning_does_not_take_is_refused_in_one_line(make_confi
 
 def test_an_infinite_loss_ratio_turns_the_ratio_check_off_and_is_accepted(tmp_path):
     validate(compose_config(["divergence.max_loss_ratio=inf"], tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("override", "says"),
+    [
+        (
+            "trainer.strategy=bogus",
+            "Lightning refused trainer.strategy=bogus: You selected an invalid strategy name",
+        ),
+        (
+            "trainer.devices=[5]",
+            "Lightning refused trainer.devices=[5]: `devices` selected with `CPUAccelerator`",
+        ),
+    ],
+)
+def test_a_trainer_argument_lightning_refuses_with_a_python_error_is_one_line(make_config, override, says):
+    from trainspeed.training.trainer_factory import build_trainer
+
+    with pytest.raises(TrainspeedError) as refused:
+        build_trainer(make_config("trainer.accelerator=cpu", override))
+    assert says in str(refused.value)

@@ -16,6 +16,8 @@ from trainspeed.callbacks.step_boundary_interrupt import StepBoundaryInterrupt
 from trainspeed.callbacks.stepped_loop import SteppedLoop
 from trainspeed.callbacks.time_to_target import TimeToTarget
 from trainspeed.callbacks.train_clock import TrainClock
+from trainspeed.errors import TrainspeedError
+from trainspeed.lightning_refusal import refusal_message
 from trainspeed.record.resumable_csv import ResumableCSVLogger
 from trainspeed.validation.rules import check_known_keys
 
@@ -80,18 +82,24 @@ def build_trainer(cfg: DictConfig, resume_step: int | None = None) -> TrainerPar
     for logger in loggers:
         if isinstance(logger, ResumableCSVLogger):
             logger.resume_step = resume_step
-    trainer = pl.Trainer(
-        **kwargs,
-        # the interrupt callback first: a deferred Ctrl-C is raised before any other callback starts the iteration
-        callbacks=[
-            StepBoundaryInterrupt(),
-            stepped,
-            clock,
-            time_to_target,
-            divergence,
-            RngState(),
-            *callbacks,
-        ],
-        logger=loggers or False,
-    )
+    try:
+        trainer = pl.Trainer(
+            **kwargs,
+            # the interrupt callback first: a deferred Ctrl-C is raised before any other callback starts the iteration
+            callbacks=[
+                StepBoundaryInterrupt(),
+                stepped,
+                clock,
+                time_to_target,
+                divergence,
+                RngState(),
+                *callbacks,
+            ],
+            logger=loggers or False,
+        )
+    except (
+        ValueError,
+        TypeError,
+    ) as err:  # Lightning refuses some arguments with these, not its own exception
+        raise TrainspeedError(refusal_message(err, cfg)) from None
     return TrainerParts(trainer, clock, time_to_target, divergence)
