@@ -60,3 +60,11 @@ def test_a_refused_range_test_says_so_in_one_line_and_writes_nothing(tmp_path):
         "trainspeed: error: lr_find.num_training='abc' is not valid; accepted: an integer ≥ 2"
     )
     assert not (tmp_path / "run" / "lr_find.json").exists()
+
+
+def test_the_range_test_is_not_cut_short_by_max_epochs(make_config):
+    # one batch per epoch and max_epochs=3: the test still sweeps the range (it used to stop after 3 steps, at
+    # 1.4e-6, and suggest a rate from there)
+    cfg = make_config("data.batch_size=100000", "trainer.max_epochs=3", "+lr_find.num_training=30", *QUIET)
+    result = find_lr(cfg, Path(cfg.hydra.runtime.output_dir))
+    assert len(result["lr"]) > 3 and result["lr"][-1] > 1e-3

@@ -90,7 +90,9 @@ def find_lr(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         accelerator=cfg.trainer.accelerator,
         devices=1,
         precision=cfg.trainer.precision,
-        max_epochs=cfg.trainer.max_epochs,  # finite: the module's schedulers size themselves by it
+        # finite (the module's schedulers size themselves by it), and enough epochs for every step of the test
+        # even at one batch per epoch: a test cut short by max_epochs would suggest a rate from a part of the range
+        max_epochs=max(int(cfg.trainer.max_epochs), int(settings["num_training"])),
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
