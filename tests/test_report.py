@@ -382,3 +382,13 @@ def test_a_loss_target_is_stated_as_at_most(tmp_path):
         make_job(sweep, i, [f"x={i}", "seed=0"], seconds=1.0 + i, target=0.3, metric="val/loss")
     build_report(sweep, print_table=False)
     assert "target: val/loss ≤ 0.3." in (sweep / "report.md").read_text()
+
+
+def test_an_unreadable_summary_is_named_on_the_console_too(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    make_job(sweep, 0, ["x=a", "seed=0"], seconds=1.0)
+    make_job(sweep, 1, ["x=b", "seed=0"], seconds=2.0)
+    (sweep / "1" / "summary.json").write_text('{"status": "compl')  # cut short
+    build_report(sweep)
+    err = capsys.readouterr().err
+    assert "warning: job 1: " in err and "summary.json" in err

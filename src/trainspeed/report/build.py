@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from trainspeed.report.aggregate import (
     rank,
     varying_keys,
 )
-from trainspeed.report.collect import Run, collect, common_target
+from trainspeed.report.collect import Run, collect, common_target, unreadable
 from trainspeed.report.profile import TAU_MAX, PerformanceProfile, performance_profile
 from trainspeed.report.terminal import print_ranking
 
@@ -75,6 +76,8 @@ def build_report(sweep_dir: Path, print_table: bool = True, tau_max: float = TAU
     html_path = render.write_atomic(sweep_dir / "report.html", page)
     if print_table:
         print_ranking(ranked, sweep_dir, md_path, significance=sig)
+        for run in unreadable(runs):  # counted as failed in the table: say why, not only in report.md
+            print(f"warning: job {run.job}: {run.error}", file=sys.stderr)
     return Report(
         sweep_dir=sweep_dir,
         rows=ranked,

@@ -90,6 +90,11 @@ def find_job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
 
 
+def unreadable(runs: list[Run]) -> list[Run]:
+    """The jobs whose summary.json exists but cannot be read (damaged, cut short, of a newer trainspeed)."""
+    return [r for r in runs if r.status == UNFINISHED and (r.path / SUMMARY_FILE).is_file()]
+
+
 def _read(job_dir: Path) -> tuple[Summary | None, str | None]:
     """The job's summary, or why there is none."""
     try:
