@@ -532,3 +532,15 @@ def test_a_checkpoint_that_does_not_fit_the_config_is_one_line_and_the_run_is_ke
     assert f"resume='{run}' is not valid ({says}" in resumed.stderr
     assert "Traceback" not in resumed.stderr
     assert _bytes(run) == before  # put back as it was (no training was saved)
+
+
+def test_a_record_of_a_newer_trainspeed_is_not_resumed_over(tmp_path):
+    from trainspeed.errors import ConfigError
+    from trainspeed.resume import resume_arguments
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text("- seed=3\n")
+    (run / "summary.json").write_text('{"schema_version": 99, "status": "completed"}')
+    with pytest.raises(ConfigError, match=r"schema_version 99; .*accepted: a run this trainspeed can read"):
+        resume_arguments([f"resume={run}"])

@@ -27,7 +27,7 @@ from trainspeed.record.run_folder import (
     override_value,
     training_overrides,
 )
-from trainspeed.record.summary import RecordError, Summary, read_summary
+from trainspeed.record.summary import NewerRecordError, RecordError, Summary, read_summary
 
 log = logging.getLogger("trainspeed")
 
@@ -57,6 +57,15 @@ def relaunch_overrides(run_dir: Path, summary: Summary | None = None, key: str =
 def _summary_or_none(run_dir: Path) -> Summary | None:
     try:
         return read_summary(run_dir)
+    except (
+        NewerRecordError
+    ) as err:  # rewritten in this version's format, it would lose what the newer one wrote
+        raise ConfigError(
+            "resume",
+            str(run_dir),
+            "a run this trainspeed can read (resume it with the newer one)",
+            problem=str(err),
+        ) from None
     except RecordError as err:
         log.warning("%s; it will be rewritten when the run ends", err)
         return None

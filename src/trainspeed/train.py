@@ -77,7 +77,10 @@ def _run(cfg: DictConfig) -> tuple[float | None, bool]:
     resume_from = None
     if in_sweep():  # a sweep re-launched into its own folder: skip what is done, resume what was killed
         hydra_cfg = HydraConfig.get()
-        plan, done = sweep_job_plan(Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+        try:
+            plan, done = sweep_job_plan(Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+        except TrainspeedError as err:  # a record of a newer trainspeed: left as it is
+            return _job_failed(err, cfg), False
         if plan == "skip":
             print(
                 f"trainspeed: skipping job {hydra_cfg.job.num}: already {done.status}",

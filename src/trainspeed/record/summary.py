@@ -34,6 +34,10 @@ class RecordError(TrainspeedError):
     """A summary.json that cannot be read: the message names the file and what is wrong."""
 
 
+class NewerRecordError(RecordError):
+    """A summary.json of a newer schema version: readable by a newer trainspeed, so never to be rewritten here."""
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -104,7 +108,7 @@ class Summary(_Record):
             raise RecordError(f"{where} is not a run summary (a JSON {type(data).__name__}, not an object)")
         version = data.get("schema_version", 1)
         if not isinstance(version, int) or version > SCHEMA_VERSION:
-            raise RecordError(
+            raise NewerRecordError(
                 f"{where} has schema_version {version!r}; this trainspeed reads versions 1 to {SCHEMA_VERSION}"
                 " (written by a newer trainspeed?)"
             )
