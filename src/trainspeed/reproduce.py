@@ -67,10 +67,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = read_summary(run_dir)
         overrides = relaunch_overrides(run_dir, summary, key="run_dir")
+        if (
+            summary is None
+        ):  # killed before its record: the comparison would blame the re-run for what it lacks
+            raise ConfigError(
+                "run_dir",
+                str(run_dir),
+                f"a run with its record: `python -m trainspeed.train resume={run_dir}` finishes this one first",
+                problem="it has no summary.json (killed before it was written), so there is nothing to compare with",
+            )
         if out.exists() and (not out.is_dir() or any(out.iterdir())):  # never a re-run over a record
             raise ConfigError("--out", str(out), "a folder that does not exist yet, or an empty one")
     except TrainspeedError as err:
-        console.print(f"trainspeed: error: {err}")
+        console.print(f"trainspeed: error: {err}", soft_wrap=True, markup=False)
         return 2
     for warning in environment_changes(summary):
         console.print(f"[yellow]warning:[/yellow] {warning}")
@@ -84,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         comparison = compare_runs(run_dir, out)
     except TrainspeedError as err:
-        console.print(f"trainspeed: error: {err}")
+        console.print(f"trainspeed: error: {err}", soft_wrap=True, markup=False)
         return 2
     if not comparison.differences:
         exact = (
