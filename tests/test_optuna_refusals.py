@@ -157,3 +157,11 @@ def test_a_storage_that_cannot_be_opened_is_a_config_error(tmp_path, url):
     with pytest.raises(ConfigError) as refused:
         open_storage(url, tmp_path)
     assert refused.value.key == "hydra.sweeper.storage" and "journal:<file>" in refused.value.accepted
+
+
+def test_a_damaged_optuna_db_in_the_sweep_folder_is_named(tmp_path):
+    from trainspeed.search.study import open_storage
+
+    (tmp_path / "optuna.db").write_bytes(bytes(range(256)) * 20)
+    with pytest.raises(ConfigError, match=r"optuna\.db: .*file is not a database"):
+        open_storage(None, tmp_path)

@@ -46,6 +46,8 @@ def open_storage(url: str | None, sweep_dir: Path) -> optuna.storages.BaseStorag
         return _open_storage(url, sweep_dir)
     except (ImportError, ValueError, OSError, SQLAlchemyError) as err:
         problem = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        if not url:  # the default: name the file that would not open
+            problem = f"{sweep_dir / DB_FILE}: {problem}"
         raise ConfigError(STORAGE_KEY, url, STORAGE_ACCEPTED, problem=problem) from None
 
 
