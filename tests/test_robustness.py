@@ -469,3 +469,25 @@ def test_a_trainer_argument_lightning_refuses_with_a_python_error_is_one_line(ma
     with pytest.raises(TrainspeedError) as refused:
         build_trainer(make_config("trainer.accelerator=cpu", override))
     assert says in str(refused.value)
+
+
+def test_an_optimizer_kwarg_the_class_does_not_take_is_one_line(make_config):
+    from trainspeed.model import build_network
+    from trainspeed.optim.optimizers import build_optimizer
+
+    cfg = make_config("+optimizer.kwargs.foo=1")
+    network, _ = build_network(cfg, (64,), 10)
+    with pytest.raises(
+        ConfigError, match=r"optimizer.kwargs=\{'foo': 1\} is not valid \(.*unexpected keyword"
+    ):
+        build_optimizer(cfg.optimizer, network)
+
+
+@pytest.mark.parametrize("content", [b"\x00\xff\xfe binary", b"a: 1\n"])
+def test_a_run_folder_whose_overrides_file_is_not_a_list_is_not_a_run(tmp_path, content):
+    from trainspeed.resume import resume_arguments
+
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "overrides.yaml").write_bytes(content)
+    with pytest.raises(ConfigError, match=r"resume=.* is not valid \(not a run\)"):
+        resume_arguments([f"resume={tmp_path}"])

@@ -18,6 +18,7 @@ import torch.nn as nn
 from omegaconf import DictConfig
 
 from trainspeed.config_paths import extra_kwargs
+from trainspeed.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -85,12 +86,22 @@ def build_optimizer(
 ) -> torch.optim.Optimizer:
     """The optimizer named by `optimizer.name` over a model (or explicit parameter groups)."""
     kwargs = optimizer_kwargs(cfg)
-    if kwargs["opt"] in TORCH_OPTIMIZERS and not hasattr(model_or_groups, "no_weight_decay"):
-        optimizer = torch_optimizer(model_or_groups, **kwargs)
-    else:  # timm's own optimizers, and timm models (which name parameters to keep out of weight decay)
-        from timm.optim import create_optimizer_v2
+    try:
+        if kwargs["opt"] in TORCH_OPTIMIZERS and not hasattr(model_or_groups, "no_weight_decay"):
+            optimizer = torch_optimizer(model_or_groups, **kwargs)
+        else:  # timm's own optimizers, and timm models (which name parameters to keep out of weight decay)
+            from timm.optim import create_optimizer_v2
 
-        optimizer = create_optimizer_v2(model_or_groups, **kwargs)
+            optimizer = create_optimizer_v2(model_or_groups, **kwargs)
+    except (
+        TypeError,
+        ValueError,
+    ) as err:  # an argument of optimizer.kwargs the class does not take, or refuses
+        given = extra_kwargs(cfg)
+        if not given:
+            raise
+        accepted = f"keyword arguments the {kwargs['opt']} optimizer takes, with values it accepts"
+        raise ConfigError("optimizer.kwargs", given, accepted, problem=str(err).splitlines()[0]) from None
     skip_graph_capture_check(optimizer)
     return optimizer
 

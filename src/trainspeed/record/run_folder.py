@@ -47,9 +47,11 @@ def read_overrides(run_dir: str | Path) -> list[str] | None:
     path = Path(run_dir) / OVERRIDES_FILE
     try:
         data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):  # binary garbage reads as no file
         return None
-    return [str(o) for o in data] if isinstance(data, list) else []
+    if data is None:  # an empty file: a run launched without overrides
+        return []
+    return [str(o) for o in data] if isinstance(data, list) else None
 
 
 def training_overrides(run_dir: str | Path) -> list[str] | None:
