@@ -185,3 +185,17 @@ def test_a_run_into_a_sweep_folder_and_a_sweep_into_a_run_folder_are_refused(tmp
     assert into_sweep.returncode == 2 and "is not valid (it already holds a sweep)" in into_sweep.stderr
     assert into_run.returncode == 2 and "is not valid (it holds a run)" in into_run.stderr
     assert _files(tmp_path) == before
+
+
+def test_a_file_where_the_folder_should_be_is_one_line(tmp_path):
+    (tmp_path / "taken").write_text("not a folder")
+    sweep = run_cli(["trainspeed.train", "-m", *RUN, "hydra.sweep.dir=taken"], cwd=tmp_path)
+    run = run_cli(["trainspeed.train", *RUN, "hydra.run.dir=taken/run"], cwd=tmp_path)
+    for result, key in ((sweep, "hydra.sweep.dir="), (run, "hydra.run.dir=")):
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert (
+            key in result.stderr
+            and "taken" in result.stderr
+            and "is not valid (a file is in the way)" in (result.stderr)
+        )
+    assert (tmp_path / "taken").read_text() == "not a folder"

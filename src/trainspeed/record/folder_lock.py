@@ -55,8 +55,11 @@ def lock_folder(folder: Path, key: str, accepted: str) -> bool:
         return False
     try:
         folder.mkdir(parents=True)
-    except FileExistsError:
-        pass
+    except (FileExistsError, NotADirectoryError):
+        if not folder.is_dir():  # a file of that name (or above it) is in the way
+            raise ConfigError(
+                key, str(folder), "a folder, or a name nothing has yet", problem="a file is in the way"
+            ) from None
     else:
         _created.add(folder)
         if len(_created) == 1:
