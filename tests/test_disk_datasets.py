@@ -267,3 +267,26 @@ def test_the_class_count_is_the_data_sets_not_the_largest_label(tmp_path):
     )
     splits = torchvision_set(cfg, seed=0)
     assert splits.num_classes == 10 and splits.class_names == tuple(str(i) for i in range(10))
+
+
+def test_an_image_folder_of_one_class_and_a_data_set_too_small_to_split_are_one_line(tmp_path):
+    from trainspeed.data.sources import image_folder, synthetic
+
+    write_image_folder(tmp_path, classes=("cat",), per_class=4, size=8)
+    one_class = OmegaConf.create(
+        {"root": str(tmp_path), "image_size": None, "val_fraction": 0.2, "test_fraction": 0.2}
+    )
+    with pytest.raises(DataError, match=r"holds 1 class folder\(s\) \(cat\); an image folder needs"):
+        image_folder(one_class, seed=0)
+    tiny = OmegaConf.create(
+        {
+            "shape": [4],
+            "num_classes": 2,
+            "num_samples": 2,
+            "noise": 0.1,
+            "val_fraction": 0.15,
+            "test_fraction": 0.15,
+        }
+    )
+    with pytest.raises(DataError, match=r"2 samples cannot be split .* by the fractions 0.15, 0.15"):
+        synthetic(tiny, seed=0)

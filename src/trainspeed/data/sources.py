@@ -6,6 +6,7 @@ import torch
 from omegaconf import DictConfig
 
 from trainspeed.data.splits import Splits, select_classes, split_by_seed
+from trainspeed.errors import DataError
 from trainspeed.options import NATIVE_CLASSES
 
 
@@ -55,6 +56,11 @@ def image_folder(cfg: DictConfig, seed: int) -> Splits:
     from trainspeed.data.disk_datasets import load_image_folder
 
     x, y, names = load_image_folder(cfg.root, cfg.image_size)
+    if len(names) < 2:  # a classifier of one class has nothing to learn (torchmetrics refuses it, too)
+        raise DataError(
+            f"{cfg.root} holds {len(names)} class folder(s) ({', '.join(names) or 'none'}); an image folder needs "
+            "one sub-folder per class, at least 2"
+        )
     return _split_all(x, y, tuple(names), cfg, seed)
 
 

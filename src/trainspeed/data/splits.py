@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 
-from trainspeed.errors import ConfigError
+from trainspeed.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
 
@@ -56,7 +56,14 @@ def split_by_seed(
         classes = int((counts > 0).sum())
         # stratify when every class can appear on both sides; tiny data sets fall back to a plain shuffle
         stratify = labels[rest] if counts[counts > 0].min() >= 2 and share * len(rest) >= classes else None
-        rest, part = train_test_split(rest, test_size=share, random_state=seed, stratify=stratify)
+        try:
+            rest, part = train_test_split(rest, test_size=share, random_state=seed, stratify=stratify)
+        except ValueError as err:  # too few samples to leave every split one
+            raise DataError(
+                f"{len(y)} samples cannot be split into training, validation and test sets by the fractions "
+                f"{', '.join(f'{f:g}' for f in fractions)} ({str(err).splitlines()[0]}); give the data set more "
+                "samples, or other data.val_fraction / data.test_fraction"
+            ) from None
         parts.append(part)
         remaining -= fraction
     out = [rest, *parts]
