@@ -127,6 +127,8 @@ def test_brute_force_needs_a_finite_space_and_ends_the_search_when_it_is_exhaust
 @pytest.mark.parametrize(
     ("params", "arguments", "key", "accepted"),
     [
+        ({}, ["optimizer=choice(momentum,nesterovv)"], "optimizer", "did you mean nesterov?"),
+        ({"activation": "choice(relu,gelu,swish)"}, [], "hydra.sweeper.params.activation", "did you mean"),
         (
             {},
             ["optimizer.lr=tag(log,interval(0,1))"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -23,7 +24,8 @@ from optuna.distributions import (
 )
 from optuna.trial import BaseTrial
 
-from trainspeed.errors import ConfigError
+from trainspeed.config_paths import config_dir
+from trainspeed.errors import ConfigError, unknown_name
 from trainspeed.validation.schemas import TOP_LEVEL
 
 PARAMS = "hydra.sweeper.params"
@@ -140,9 +142,22 @@ def parse_space(
             space.seeds = _seeds(seeds, where, value)
         elif override.is_sweep_override():
             space.distributions[key] = _distribution(override, where, value)
+            _check_group_options(key, space.distributions[key], where, value)
         else:
             space.fixed.append(override.input_line or f"{key}={override.get_value_element_as_str()}")
     return space
+
+
+def _check_group_options(key: str, dist: BaseDistribution, where: str, text: str) -> None:
+    """The choices of a config group (`optimizer=choice(momentum,nesterov)`) must be its options: a mistyped one
+    would fail only when the sampler drew it, ending the whole search (Hydra's error, not one line)."""
+    group = Path(config_dir()) / key
+    if "." in key or not isinstance(dist, CategoricalDistribution) or not group.is_dir():
+        return
+    options = sorted(p.stem for p in group.glob("*.yaml"))
+    for choice in dist.choices:
+        if str(choice) not in options:
+            raise unknown_name(where, str(choice), options)
 
 
 def _seeds(values: list[Any], where: str, text: str) -> list[int]:
