@@ -167,3 +167,24 @@ def test_a_damaged_optuna_db_in_the_sweep_folder_is_named(tmp_path):
     (tmp_path / "optuna.db").write_bytes(bytes(range(256)) * 20)
     with pytest.raises(ConfigError, match=r"optuna\.db: .*file is not a database"):
         open_storage(None, tmp_path)
+
+
+def test_an_enqueued_trial_is_checked_against_the_search_space():
+    from trainspeed.search.space import check_enqueued
+
+    space = parse_space(
+        OverridesParser.create(),
+        {},
+        ["optimizer.lr=tag(log,interval(0.001,1))", "optimizer=choice(sgd,adam)"],
+    )
+    check_enqueued([{"optimizer.lr": 0.03, "optimizer": "adam"}], space)  # fine
+    with pytest.raises(
+        ConfigError, match=r"hydra.sweeper.enqueue\[0\].optimizer.lr=-1 is not valid; accepted: a value"
+    ):
+        check_enqueued([{"optimizer.lr": -1}], space)
+    with pytest.raises(
+        ConfigError, match=r"enqueue\[1\].optimizer.lrr=0.1 is not valid; accepted: a searched parameter"
+    ):
+        check_enqueued([{"optimizer": "sgd"}, {"optimizer.lrr": 0.1}], space)
+    with pytest.raises(ConfigError, match=r"enqueue\[0\].optimizer='nadam' is not valid"):
+        check_enqueued([{"optimizer": "nadam"}], space)

@@ -160,6 +160,26 @@ def _check_group_options(key: str, dist: BaseDistribution, where: str, text: str
             raise unknown_name(where, str(choice), options)
 
 
+ENQUEUE_KEY = "hydra.sweeper.enqueue"
+
+
+def check_enqueued(enqueue: Iterable[Mapping[str, Any]], space: SearchSpace) -> None:
+    """Each enqueued trial sets searched parameters to values their distributions hold: Optuna would ignore an
+    unknown key and fail on an out-of-range value only when the trial is asked."""
+    for i, params in enumerate(enqueue):
+        for key, value in params.items():
+            dist = space.distributions.get(key)
+            if dist is None:
+                searched = ", ".join(space.distributions) or "none"
+                raise ConfigError(f"{ENQUEUE_KEY}[{i}].{key}", value, f"a searched parameter ({searched})")
+            try:
+                held = dist._contains(dist.to_internal_repr(value))  # Optuna's own membership test
+            except (ValueError, TypeError):
+                held = False
+            if not held:
+                raise ConfigError(f"{ENQUEUE_KEY}[{i}].{key}", value, f"a value of its search space, {dist}")
+
+
 def _seeds(values: list[Any], where: str, text: str) -> list[int]:
     if not values or not all(SEED.ok(v) for v in values):
         raise ConfigError(where, text, f"one or more seeds, each {SEED.accepted}")
