@@ -152,7 +152,7 @@ class Choice(Rule):
 
     @property
     def accepted(self) -> str:  # type: ignore[override]
-        return ", ".join(str(c) for c in self.choices) + (" or null" if self.nullable else "")
+        return ", ".join(dict.fromkeys(str(c) for c in self.choices)) + (" or null" if self.nullable else "")
 
     def check(self, key: str, value: Any) -> None:
         if self.ok(value):
