@@ -384,14 +384,25 @@ def test_reproducing_a_run_without_metrics_csv_says_what_was_compared(tmp_path):
     assert "compared: summary.json" in result.stdout
 
 
-def test_reproduce_of_an_unreadable_record_says_so_in_one_line(tmp_path):
+@pytest.mark.parametrize(
+    ("record", "says"),
+    [
+        (("summary.json", '{"status": "completed", "reached'), "summary.json is truncated"),
+        (
+            ("metrics.csv", "step,train/loss\n0,2.3\n"),
+            "(it has no summary.json (killed before it was written)",
+        ),
+    ],
+)
+def test_reproduce_of_a_broken_record_says_so_in_one_line(tmp_path, record, says):
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "overrides.yaml").write_text("- seed=3\n")
-    (run / "summary.json").write_text('{"status": "completed", "reached')
+    (run / record[0]).write_text(record[1])
     result = run_cli(["trainspeed.reproduce", str(run)], cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stdout.strip().count("\n") == 0 and "summary.json is truncated" in result.stdout
+    assert result.stdout.strip().count("\n") == 0 and says in result.stdout  # one line, however long
+    assert not (tmp_path / "outputs").exists()  # nothing was re-run
 
 
 @pytest.mark.slow
@@ -544,16 +555,3 @@ def test_a_record_of_a_newer_trainspeed_is_not_resumed_over(tmp_path):
     (run / "summary.json").write_text('{"schema_version": 99, "status": "completed"}')
     with pytest.raises(ConfigError, match=r"schema_version 99; .*accepted: a run this trainspeed can read"):
         resume_arguments([f"resume={run}"])
-
-
-def test_reproduce_of_a_run_killed_before_its_record_says_so_in_one_line(tmp_path):
-    run = tmp_path / "run"
-    (run / ".hydra").mkdir(parents=True)
-    (run / ".hydra" / "overrides.yaml").write_text("- seed=3\n")
-    (run / "metrics.csv").write_text("step,train/loss\n0,2.3\n")
-    result = run_cli(["trainspeed.reproduce", str(run)], cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stdout.strip().count("\n") == 0  # one line, however long
-    assert "(it has no summary.json (killed before it was written)" in result.stdout
-    assert f"resume={run}` finishes this one first" in result.stdout
-    assert not (tmp_path / "outputs").exists()  # nothing was re-run
