@@ -200,15 +200,11 @@ class FolderLock(Callback):
         holds = [name for name in (*RUN_RECORD, *SWEEP_RECORD) if (run_dir / name).exists()]
         if not continued and not secondary_rank() and holds:
             # a fresh run would replace the record there (.hydra/, metrics.csv, checkpoints, summary.json)
-            self._release(run_dir)
+            holding = "it already holds a " + ("sweep" if SWEEP_FILE in holds else "run")
             refused = ConfigError(
-                "hydra.run.dir",
-                str(run_dir),
-                RUN_EXISTS.format(folder=run_dir),
-                problem="it already holds a " + ("sweep" if SWEEP_FILE in holds else "run"),
+                "hydra.run.dir", str(run_dir), RUN_EXISTS.format(folder=run_dir), problem=holding
             )
-            print(f"trainspeed: error: {refused}; nothing was written", file=sys.stderr)
-            raise SystemExit(2)
+            self._refuse(run_dir, refused, "nothing was written")
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._release(Path(str(config.hydra.run.dir)))
@@ -217,15 +213,9 @@ class FolderLock(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir))
         self._lock(sweep_dir, "hydra.sweep.dir", SWEEP_IN_USE, "nothing was changed")
         if any((sweep_dir / name).exists() for name in RUN_RECORD):  # a sweep's jobs go into sub-folders
-            self._release(sweep_dir)
-            refused = ConfigError(
-                "hydra.sweep.dir",
-                str(sweep_dir),
-                "a new folder, or the folder of a sweep",
-                problem="it holds a run",
-            )
-            print(f"trainspeed: error: {refused}; nothing was changed", file=sys.stderr)
-            raise SystemExit(2)
+            accepted = "a new folder, or the folder of a sweep"
+            refused = ConfigError("hydra.sweep.dir", str(sweep_dir), accepted, problem="it holds a run")
+            self._refuse(sweep_dir, refused, "nothing was changed")
         jobs = sweep_dir.iterdir() if sweep_dir.is_dir() else ()
         busy = sorted(str(job) for job in jobs if job.is_dir() and in_use(job))
         if busy:
@@ -248,6 +238,11 @@ class FolderLock(Callback):
         except ConfigError as err:
             print(f"trainspeed: error: {err}; {outcome}", file=sys.stderr)
             raise SystemExit(2) from None
+
+    def _refuse(self, folder: Path, refused: ConfigError, outcome: str) -> None:
+        self._release(folder)
+        print(f"trainspeed: error: {refused}; {outcome}", file=sys.stderr)
+        raise SystemExit(2)
 
     def _release(self, folder: Path) -> None:
         if folder in self._taken:
