@@ -178,8 +178,10 @@ def test_an_enqueued_trial_is_checked_against_the_search_space():
         ["optimizer.lr=tag(log,interval(0.001,1))", "optimizer=choice(sgd,adam)"],
     )
     check_enqueued([{"optimizer.lr": 0.03, "optimizer": "adam"}], space)  # fine
+    check_enqueued([{"optimizer.lr": 5.0}], space)  # outside the range: tried as given, as Optuna does
     with pytest.raises(
-        ConfigError, match=r"hydra.sweeper.enqueue\[0\].optimizer.lr=-1 is not valid; accepted: a value"
+        ConfigError,
+        match=r"hydra.sweeper.enqueue\[0\].optimizer.lr=-1 is not valid; accepted: a value its search",
     ):
         check_enqueued([{"optimizer.lr": -1}], space)
     with pytest.raises(

@@ -164,20 +164,24 @@ ENQUEUE_KEY = "hydra.sweeper.enqueue"
 
 
 def check_enqueued(enqueue: Iterable[Mapping[str, Any]], space: SearchSpace) -> None:
-    """Each enqueued trial sets searched parameters to values their distributions hold: Optuna would ignore an
-    unknown key and fail on an out-of-range value only when the trial is asked."""
+    """Each enqueued trial sets searched parameters to values their distributions can hold: Optuna would ignore an
+    unknown key, and fail on a choice that is not one (or a log-scale value ≤ 0) only when the trial is asked. A
+    number outside its range is tried as given, as Optuna does (the job's validation judges it)."""
     for i, params in enumerate(enqueue):
         for key, value in params.items():
             dist = space.distributions.get(key)
+            where = f"{ENQUEUE_KEY}[{i}].{key}"
             if dist is None:
-                searched = ", ".join(space.distributions) or "none"
-                raise ConfigError(f"{ENQUEUE_KEY}[{i}].{key}", value, f"a searched parameter ({searched})")
+                raise ConfigError(
+                    where, value, f"a searched parameter ({', '.join(space.distributions) or 'none'})"
+                )
             try:
-                held = dist._contains(dist.to_internal_repr(value))  # Optuna's own membership test
+                dist.to_internal_repr(value)  # a choice it does not have, or not a number, raises
+                held = not getattr(dist, "log", False) or float(value) > 0
             except (ValueError, TypeError):
                 held = False
             if not held:
-                raise ConfigError(f"{ENQUEUE_KEY}[{i}].{key}", value, f"a value of its search space, {dist}")
+                raise ConfigError(where, value, f"a value its search space can hold, {dist}")
 
 
 def _seeds(values: list[Any], where: str, text: str) -> list[int]:
