@@ -4,6 +4,7 @@ a process that dies, however it dies, leaves no lock behind."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -160,8 +161,17 @@ def test_a_job_of_a_sweep_still_running_is_not_resumed_by_hand(tmp_path):
 
 
 def test_a_new_run_into_a_folder_holding_a_run_is_refused_and_left_as_it_was(tmp_path):
-    assert run_cli(["trainspeed.train", *RUN, "hydra.run.dir=run"], cwd=tmp_path).returncode == 0
+    first = run_cli(["trainspeed.train", *RUN, "hydra.run.dir=run"], cwd=tmp_path)
+    assert first.returncode == 0
     run = tmp_path / "run"
+    # the run's last line: its result, as its record has it, and where that record is
+    summary = json.loads((run / "summary.json").read_text())
+    best, test_acc = summary["metrics"]["val/acc_best"], summary["metrics"]["test/acc"]
+    assert not summary["reached_target"] and 0.5 < best < 0.95 and isinstance(test_acc, float)
+    assert first.stdout.strip().splitlines()[-1] == (
+        f"trainspeed: completed, target not reached (best val/acc {best:.4g}); test/acc {test_acc:.4g}; "
+        f"record in {run}"
+    )
     before = _files(run)
     again = run_cli(["trainspeed.train", *RUN, "optimizer=sgd", "hydra.run.dir=run"], cwd=tmp_path)
     assert again.returncode == 2
@@ -199,3 +209,20 @@ def test_a_file_where_the_folder_should_be_is_one_line(tmp_path):
             and "is not valid (a file is in the way)" in (result.stderr)
         )
     assert (tmp_path / "taken").read_text() == "not a folder"
+
+
+def test_resume_given_to_a_sweep_is_one_line_and_leaves_the_run_as_it_was(tmp_path):
+    """`-m resume=RUN seed=1,2` was argparse's usage text (the expanded overrides reached Hydra's parser)."""
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text("- seed=3\n")
+    (run / "summary.json").write_text('{"status": "failed"}')
+    before = _files(tmp_path)
+    result = run_cli(["trainspeed.train", "-m", "resume=run", "seed=1,2"], cwd=tmp_path)
+    assert result.returncode == 2 and "usage:" not in result.stderr
+    assert (
+        "/run' is not valid (given to a sweep (-m)); accepted: resume= without -m to continue one run; "
+        "a sweep continues when launched again with the same command and hydra.sweep.dir" in result.stderr
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert _files(tmp_path) == before

@@ -10,7 +10,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from trainspeed.errors import ConfigError
 from trainspeed.search.sampler import check_sampler, sampler_classes
 from trainspeed.search.settings import search_settings
-from trainspeed.search.space import parse_space
+from trainspeed.search.space import check_choices_hold_keys, parse_space
 from trainspeed.search.study import open_storage
 
 GOOD = {"study_name": "s", "storage": None, "n_trials": 2, "n_jobs": 1, "seeds": [0], "prune_factor": 2.0}
@@ -20,6 +20,12 @@ GOOD = {"study_name": "s", "storage": None, "n_trials": 2, "n_jobs": 1, "seeds":
     ("override", "says"),
     [
         ("hydra.sweeper.sampler.name=Foo", "hydra.sweeper.sampler.name='Foo' is not valid"),
+        # the preset searches optimizer.momentum, which adam has not: this ended the search when adam was drawn
+        (
+            "optimizer=choice(momentum,adam)",
+            "optimizer='choice(momentum, adam)' is not valid (optimizer=adam has no optimizer.momentum, which "
+            "every trial sets",
+        ),
         pytest.param(
             "optimizer.lr=tag(log,interval(0,1))",
             "optimizer.lr='tag(log,interval(0,1))' is not valid",
@@ -190,3 +196,59 @@ def test_an_enqueued_trial_is_checked_against_the_search_space():
         check_enqueued([{"optimizer": "sgd"}, {"optimizer.lrr": 0.1}], space)
     with pytest.raises(ConfigError, match=r"enqueue\[0\].optimizer='nadam' is not valid"):
         check_enqueued([{"optimizer": "nadam"}], space)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "refused"),
+    [
+        (["optimizer=choice(momentum,nesterov)", "optimizer.momentum=interval(0.5,0.99)"], None),
+        (
+            ["optimizer=choice(adam,momentum)", "optimizer.momentum=interval(0.5,0.99)"],
+            "optimizer=adam has no",
+        ),
+        (["optimizer=choice(momentum,adam)", "optimizer.momentum=0.9"], "optimizer=adam has no"),  # fixed
+        (["optimizer=choice(momentum,sgd)", "optimizer.lr=tag(log,interval(1e-3,1))"], None),  # both have lr
+        (["optimizer=choice(adam,sgd)", "optimizer.betas=choice([0.9,0.999],[0.8,0.99])"], "optimizer=sgd"),
+        (["model=choice(mlp,cnn)", "model.width=choice(64,128)"], "model=cnn has no model.width"),
+        (["optimizer=choice(adam,sgd)", "model.width=choice(64,128)"], None),  # another group's key
+    ],
+)
+def test_every_option_of_a_searched_group_must_have_the_keys_the_search_sets(make_config, arguments, refused):
+    """Composed with Hydra for each option, as the launcher composes each job."""
+    from trainspeed.config_paths import compose_run_config
+
+    space = parse_space(OverridesParser.create(), {}, arguments)
+    compose = lambda overrides: compose_run_config(overrides, "unused")  # noqa: E731
+    if refused is None:
+        check_choices_hold_keys(space, compose)
+        return
+    with pytest.raises(ConfigError, match=f"is not valid \\({refused}"):
+        check_choices_hold_keys(space, compose)
+
+
+def test_a_sweep_folder_whose_jobs_lost_their_study_is_refused_and_left_as_it_was(tmp_path):
+    """An emptied optuna.db started a new study beside the jobs of the old one (trials numbered anew, the study
+    record rewritten without them)."""
+    from trainspeed.search.study import check_study_kept
+
+    sweep = tmp_path / "sweep"
+    (sweep / "0" / ".hydra").mkdir(parents=True)
+    (sweep / "0" / "summary.json").write_text('{"status": "completed"}')
+    (sweep / "1").mkdir()
+    (sweep / "optuna.db").write_bytes(b"")
+    args = ["trainspeed.train", "-m", "hparams_search=optuna", "hydra.sweep.dir=sweep"]
+    result = run_cli(args, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "hydra.sweep.dir=" in result.stderr and (
+        "is not valid (it holds job folders up to 1, but its optuna.db is empty: a new study would start beside "
+        "jobs it knows nothing of); accepted: a new folder for a new search" in result.stderr
+    )
+    assert sorted(str(p.relative_to(sweep)) for p in sweep.rglob("*")) == [
+        "0", "0/.hydra", "0/summary.json", "1", "optuna.db"
+    ]  # fmt: skip
+    assert (sweep / "optuna.db").read_bytes() == b""
+    (sweep / "optuna.db").unlink()
+    with pytest.raises(ConfigError, match="its optuna.db is missing"):
+        check_study_kept(sweep)
+    check_study_kept(tmp_path / "new")  # a new folder, or one without jobs, starts a study
+    check_study_kept(tmp_path)

@@ -299,6 +299,18 @@ def test_cli_exit_2_when_no_sweep(tmp_path, capsys, make):
         build_report(sweep)
 
 
+@pytest.mark.parametrize("tau_max", ["-1", "1", "0.5", "inf", "nan", "four"])
+def test_cli_refuses_a_profile_bound_that_is_not_above_1(tmp_path, capsys, tau_max):
+    make_job(tmp_path, 0, ["optimizer=adam", "seed=0"], seconds=2.0)
+    with pytest.raises(SystemExit) as refused:
+        main([str(tmp_path), "--tau-max", tau_max])
+    assert refused.value.code == 2
+    assert (
+        f"--tau-max: '{tau_max}' is not valid; accepted: a finite number above 1" in capsys.readouterr().err
+    )
+    assert not (tmp_path / "report.md").exists()
+
+
 def test_cli_exit_0_writes_report(tmp_path):
     make_job(tmp_path, 0, ["optimizer=adam", "seed=0"], seconds=2.0)
     make_job(tmp_path, 1, ["optimizer=sgd", "seed=0"], seconds=3.0)

@@ -193,7 +193,7 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     sweep = tmp_path / "sweep"
     run = run_cli(
         ["trainspeed.train", "-m", "data=mnist", "data.root=" + ",".join(map(str, roots)), *FAST,
-         "trainer.accelerator=cpu", f"hydra.sweep.dir={sweep}"],
+         "trainer.accelerator=cpu", "trainer.val_check_interval=1", f"hydra.sweep.dir={sweep}"],
         cwd=tmp_path,
     )  # fmt: skip
     assert run.returncode == 1, run.stderr[-3000:]
@@ -491,3 +491,83 @@ def test_a_run_folder_whose_overrides_file_is_not_a_list_is_not_a_run(tmp_path, 
     (tmp_path / ".hydra" / "overrides.yaml").write_bytes(content)
     with pytest.raises(ConfigError, match=r"resume=.* is not valid \(not a run\)"):
         resume_arguments([f"resume={tmp_path}"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        # counted within each 20-step epoch (Lightning's default): 50 is never reached
+        (
+            ["trainer.max_steps=60", "trainer.val_check_interval=50"],
+            r"trainer.val_check_interval=50 is not valid \(it counts optimizer steps within each epoch, of which "
+            r"there are 20: it would never validate, so never time its target\); accepted: at most 20, or "
+            r"trainer.check_val_every_n_epoch=null",
+        ),
+        # counted across epochs, beyond the run's last step
+        (
+            ["trainer.max_steps=30", "trainer.val_check_interval=50", "trainer.check_val_every_n_epoch=null"],
+            r"trainer.val_check_interval=50 is not valid \(the first validation would come after step 50, and "
+            r"the run ends at step 30 \(trainer.max_steps=30\)",
+        ),
+        # by epochs, beyond the run's last epoch
+        (
+            ["trainer.max_epochs=2", "trainer.check_val_every_n_epoch=3"],
+            r"trainer.max_epochs=2 is not valid \(the run validates at the end of every 3 epochs, first after step "
+            r"60, and ends at step 40: it would never validate, so never time its target\); accepted: at least 3 "
+            r"\(epochs\)",
+        ),
+        # within one epoch, beyond a run bounded by steps
+        (
+            ["trainer.max_steps=10", "trainer.check_val_every_n_epoch=1"],
+            r"trainer.max_steps=10 is not valid \(the run validates at the end of every epoch, first after step 20",
+        ),
+    ],
+)
+def test_a_validation_cadence_the_run_never_reaches_is_refused(make_config, overrides, says):
+    """A run timed to its target (target.stop, a sweep job's default) that would end without validating: it used
+    to complete with no time to target, as if it had missed the target."""
+    from trainspeed.job import run_job
+
+    cfg = make_config(*FAST[:1], "run_test=false", "logger=csv", "target.stop=true", *overrides)
+    with pytest.raises(ConfigError, match=says):
+        run_job(cfg)
+    summary = json.loads((Path(cfg.hydra.runtime.output_dir) / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["steps"] == 0
+
+
+def test_a_run_trained_to_its_end_that_never_validates_is_warned_about(make_config, caplog):
+    """A single run trained to its end (a few steps for its diagnostics, say) is let through, with a warning, and
+    its record says it was never validated (no best metric)."""
+    from trainspeed.job import run_job
+    from trainspeed.sweep_console import outcome
+
+    cfg = make_config(*FAST[:1], "run_test=false", "logger=csv", "trainer.max_steps=10")
+    with caplog.at_level("WARNING"):
+        summary = run_job(cfg)
+    assert (
+        summary.status == "completed" and summary.steps == 10 and summary.metrics.get("val/acc_best") is None
+    )
+    assert outcome(summary) == "completed without a validation (no time to target)"
+    warned = [r.getMessage() for r in caplog.records if "will not validate" in r.getMessage()]
+    assert warned == [
+        "this run will not validate, so it will have no time to target: the run validates at the end of every "
+        "epoch, first after step 20, and ends at step 10 (to validate: trainer.max_steps at least 20 (optimizer "
+        "steps), or trainer.val_check_interval at most 10 (optimizer steps between validations))"
+    ]
+
+
+def test_a_validation_cadence_that_fits_the_run_exactly_still_validates(make_config):
+    from trainspeed.job import run_job
+
+    cfg = make_config(
+        *FAST[:1],
+        "run_test=false",
+        "logger=csv",
+        "target.stop=true",
+        "trainer.max_steps=30",
+        "trainer.val_check_interval=30",
+        "trainer.check_val_every_n_epoch=null",
+    )
+    summary = run_job(cfg)
+    assert summary.status == "completed" and summary.metrics["val/acc_best"] is not None
+    assert summary.time_to_target.resolution_steps == 30

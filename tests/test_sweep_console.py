@@ -92,6 +92,10 @@ def _budget_stop(train_seconds: float | None, budget: float | None) -> dict:
             _summary("completed", metrics={"val/acc_best": 0.91}, budget=(3.21, 2.5)),
             "pruned (training seconds 3.21 over the budget 2.5 s; best val/acc 0.91)",
         ),
+        (
+            _summary("completed", metrics={"train/loss": 0.3, "val/acc_best": None}),
+            "completed without a validation (no time to target)",
+        ),
         (_summary("diverged", error="loss is nan\nat step 40"), "diverged: loss is nan at step 40"),
         (None, "no record"),
     ],

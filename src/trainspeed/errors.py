@@ -14,7 +14,7 @@ class ConfigError(TrainspeedError, ValueError):
     """A config value that cannot be used: names the key, the value and what is accepted."""
 
     def __init__(self, key: str, value: object, accepted: str, problem: str | None = None) -> None:
-        self.key, self.value, self.accepted = key, value, accepted
+        self.key, self.value, self.accepted, self.problem = key, value, accepted, problem
         what = f" ({problem})" if problem else ""
         super().__init__(f"{key}={value!r} is not valid{what}; accepted: {accepted}")
 

@@ -155,10 +155,13 @@ def outcome(summary: Summary | None) -> str:
         return f"{summary.status}, target in {_number(ttt.seconds)} s ({ttt.steps} steps)"
     if summary.status == "completed":
         metric = ttt.metric or "val/acc"
-        best = f"best {metric} {_number(summary.metrics.get(f'{metric}_best', summary.metrics.get(metric)))}"
+        best_value = summary.metrics.get(f"{metric}_best", summary.metrics.get(metric))
+        best = f"best {metric} {_number(best_value)}"
         if summary.stopped_by == "budget":
             over = f"training seconds {_number(summary.train_seconds)} over the budget {_number(summary.budget_seconds)}"
             return f"pruned ({over} s; {best})"
+        if best_value is None:
+            return "completed without a validation (no time to target)"
         return f"completed, target not reached ({best})"
     error = " ".join((summary.error or "").split())
     return f"{summary.status}: {error[:160]}" if error else summary.status
@@ -187,6 +190,14 @@ def job_line(run_dir: Path, job_num: int, overrides: list[str]) -> str:
     with console.capture() as captured:
         console.print(row, end="")
     return f"{captured.get().rstrip()}  {text}"
+
+
+def run_line(run_dir: Path) -> str:
+    """What a single run prints as it ends: its outcome, the test accuracy when it was tested, and its folder."""
+    summary = summary_or_none(run_dir)
+    tested = summary.metrics.get("test/acc") if summary is not None else None
+    test = f"; test/acc {_number(tested)}" if tested is not None else ""
+    return f"trainspeed: {outcome(summary)}{test}; record in {run_dir}"
 
 
 def print_job_line() -> None:

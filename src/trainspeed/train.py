@@ -20,12 +20,12 @@ from trainspeed.parallel_jobs import check_sweep_launcher, prepare_parallel_job
 from trainspeed.process_exit import run_and_exit
 from trainspeed.quiet import quiet_library_noise
 from trainspeed.record.checkpoint_file import check_resume_checkpoint
-from trainspeed.record.folder_lock import in_use, lock_folder, release_folder
+from trainspeed.record.folder_lock import in_use, lock_folder, release_folder, secondary_rank
 from trainspeed.record.folder_snapshot import FolderSnapshot
 from trainspeed.record.run_folder import LAST_CHECKPOINT, sweep_folder_of
 from trainspeed.resume import already_finished, resume_arguments, resumed_folder, sweep_job_plan
 from trainspeed.run_mode import resolve_run_mode
-from trainspeed.sweep_console import job_output_to_log, print_job_line, visible_stderr
+from trainspeed.sweep_console import job_output_to_log, print_job_line, run_line, visible_stderr
 from trainspeed.tracking.wandb_import import import_wandb_before_torch
 from trainspeed.validation import record_refusal, validate
 
@@ -33,6 +33,10 @@ log = logging.getLogger("trainspeed")
 
 JOB_IN_USE = "a job folder no other trainspeed process is working in (a resume of this job still running?)"
 RESUME_IN_USE = "a run no other process is still training (wait for it to end, or stop it, then resume it)"
+RESUME_ONE_RUN = (
+    "resume= without -m to continue one run; a sweep continues when launched again with the same command and "
+    "hydra.sweep.dir (it skips finished jobs and resumes killed ones)"
+)
 SWEEP_RUNNING = "a job whose sweep has ended (wait for it to end, then resume the job or re-launch the sweep)"
 
 
@@ -46,7 +50,10 @@ def main(cfg: DictConfig) -> float | None:
     A sweep job's library output goes to its log file and it prints one line when it ends (sweep_console).
     """
     if not in_sweep():
-        return _run(cfg)[0]
+        seconds = _run(cfg)[0]
+        if not secondary_rank():  # the other ranks of a DDP run share rank zero's folder and record
+            print(run_line(Path(HydraConfig.get().runtime.output_dir)), flush=True)
+        return seconds
     job_dir = Path(HydraConfig.get().runtime.output_dir)
     try:  # the job's own folder (sweep_callbacks.FolderLock locks the sweep's and a single run's)
         locked = lock_folder(job_dir, "hydra.runtime.output_dir", JOB_IN_USE)
@@ -138,6 +145,8 @@ def cli() -> NoReturn:
 def _cli() -> None:
     resumed = resumed_folder(sys.argv[1:])
     try:
+        if resumed is not None and {"-m", "--multirun"} & set(sys.argv[1:]):
+            raise ConfigError("resume", str(resumed), RESUME_ONE_RUN, problem="given to a sweep (-m)")
         if resumed is not None and resumed.is_dir():  # held until the process ends (record/folder_lock.py)
             lock_folder(resumed, "resume", RESUME_IN_USE)
             sweep = sweep_folder_of(resumed)  # a running sweep would rewrite the job's .hydra/ on reaching it

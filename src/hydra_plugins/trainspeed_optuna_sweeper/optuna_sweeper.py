@@ -65,7 +65,7 @@ class TrainspeedOptunaSweeper(Sweeper):
         from trainspeed.report.study import write_study_record
         from trainspeed.search.sampler import check_sampler_space
         from trainspeed.search.settings import search_settings
-        from trainspeed.search.space import check_enqueued, parse_space
+        from trainspeed.search.space import check_choices_hold_keys, check_enqueued, parse_space
         from trainspeed.search.study import (
             check_same_space,
             fail_stale_trials,
@@ -79,6 +79,8 @@ class TrainspeedOptunaSweeper(Sweeper):
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         space = parse_space(parser, settings.params, arguments, default_seeds=settings.seeds)
         check_enqueued(settings.enqueue, space)
+        loader = self.hydra_context.config_loader
+        check_choices_hold_keys(space, lambda overrides: loader.load_sweep_config(self.config, overrides))
         check_sampler_space(settings.sampler_name, space.distributions)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         study = open_study(settings, sweep_dir)

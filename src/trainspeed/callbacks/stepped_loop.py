@@ -21,6 +21,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loops.loop import _Loop
 
+from trainspeed.errors import ConfigError
 from trainspeed.step_groups import StepGroup, StepPlan
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,69 @@ def largest_validation_gap(trainer: pl.Trainer, steps_per_epoch: int) -> int | N
     if global_count:
         return every
     return every + steps_per_epoch % every + (epochs - 1) * steps_per_epoch
+
+
+def _run_steps(trainer: pl.Trainer, steps_per_epoch: int) -> tuple[int, str] | None:
+    """The optimizer steps the whole run trains and the setting that bounds them; None: unbounded."""
+    bounds = []
+    if trainer.max_steps is not None and trainer.max_steps > 0:
+        bounds.append((trainer.max_steps, f"trainer.max_steps={trainer.max_steps}"))
+    if trainer.max_epochs is not None and trainer.max_epochs > 0:
+        bounds.append((trainer.max_epochs * steps_per_epoch, f"trainer.max_epochs={trainer.max_epochs}"))
+    return min(bounds) if bounds else None
+
+
+NEVER = ": it would never validate, so never time its target"
+
+
+def never_validates(trainer: pl.Trainer, steps_per_epoch: int) -> ConfigError | None:
+    """Why the validation cadence never comes within the run (the setting to blame, what would validate), or None:
+    such a run ends with no validation, so no time to target and no metric. Lightning refuses a per-epoch interval
+    longer than the epoch only for a loader with a length, which a loader of step groups has not; a cadence
+    beyond a run bounded by steps or epochs it allows."""
+    if trainer._val_check_time_interval is not None or trainer.fast_dev_run or trainer.limit_val_batches == 0:
+        return None
+    every, global_count = _validation_every(trainer, steps_per_epoch)
+    if every is not None and not global_count and every > steps_per_epoch:
+        return ConfigError(
+            "trainer.val_check_interval",
+            every,
+            f"at most {steps_per_epoch}, or trainer.check_val_every_n_epoch=null to count the steps across epochs",
+            problem=f"it counts optimizer steps within each epoch, of which there are {steps_per_epoch}{NEVER}",
+        )
+    run = _run_steps(trainer, steps_per_epoch)
+    epochs = int(trainer.check_val_every_n_epoch or 1)
+    first = every if global_count else (epochs - 1) * steps_per_epoch + (every or steps_per_epoch)
+    if run is None or first is None or first <= run[0]:
+        return None
+    steps, bound = run
+    if every is None:  # at the end of an epoch: the run is what is too short
+        key, value = bound.split("=")
+        least = f"{first} (optimizer steps)" if key == "trainer.max_steps" else f"{epochs} (epochs)"
+        cadence = "every epoch" if epochs == 1 else f"every {epochs} epochs"
+        return ConfigError(
+            key,
+            int(value),
+            f"at least {least}, or trainer.val_check_interval at most {steps} (optimizer steps between "
+            "validations)",
+            problem=f"the run validates at the end of {cadence}, first after step {first}, and ends at step "
+            f"{steps}{NEVER}",
+        )
+    key, value = (
+        ("trainer.val_check_interval", every)
+        if global_count or epochs == 1
+        else (
+            "trainer.check_val_every_n_epoch",
+            epochs,
+        )
+    )
+    return ConfigError(
+        key,
+        value,
+        f"small enough to validate within the run's {steps} optimizer steps, or a longer run",
+        problem=f"the first validation would come after step {first}, and the run ends at step {steps} "
+        f"({bound}){NEVER}",
+    )
 
 
 class SteppedLoop(Callback):
@@ -106,13 +170,6 @@ class SteppedLoop(Callback):
         if self.plan.size > 1 and self.steps_per_epoch:
             return self.steps_per_epoch
         return trainer.num_training_batches
-
-    def validation_every(self, trainer: pl.Trainer) -> int | None:
-        """The most optimizer steps between two validations (the time-to-target resolution)."""
-        length = self.epoch_length(trainer)
-        if not length or not math.isfinite(length):
-            return None
-        return largest_validation_gap(trainer, int(length))
 
     def steps_in_epoch(self, trainer: pl.Trainer) -> int:
         return trainer.global_step - trainer.current_epoch * (self.steps_per_epoch or 0)

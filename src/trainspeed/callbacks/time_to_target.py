@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
-from trainspeed.callbacks.stepped_loop import find_stepped_loop, largest_validation_gap
+from trainspeed.callbacks.stepped_loop import (
+    NEVER,
+    find_stepped_loop,
+    largest_validation_gap,
+    never_validates,
+)
 from trainspeed.callbacks.train_clock import TrainClock
 from trainspeed.options import metric_mode
+
+log = logging.getLogger(__name__)
 
 
 class TimeToTarget(Callback):
@@ -20,8 +28,19 @@ class TimeToTarget(Callback):
     With `stop`, the run ends as soon as the target is reached.
     """
 
-    def __init__(self, clock: TrainClock, metric: str, target: float, stop: bool = False, mode: str = "auto"):
+    def __init__(
+        self,
+        clock: TrainClock,
+        metric: str,
+        target: float,
+        stop: bool = False,
+        mode: str = "auto",
+        timed: bool | None = None,
+    ):
         self.clock, self.metric, self.target, self.stop = clock, metric, float(target), bool(stop)
+        # whether the run is there to be timed (a sweep job, or one that stops at its target): a validation
+        # cadence it never reaches is refused then, else a warning (a short run for its diagnostics, say)
+        self.timed = self.stop if timed is None else bool(timed)
         self.mode = metric_mode(metric, mode)
         self.result: dict[str, Any] | None = None
         self.best: float | None = None
@@ -35,12 +54,24 @@ class TimeToTarget(Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         stepped = find_stepped_loop(trainer)
-        if stepped is not None:  # Lightning's val_check_batch counts iterations, which may hold several steps
-            self.resolution_steps = stepped.validation_every(trainer)
-            return
-        length = trainer.num_training_batches
+        # optimizer steps per epoch: Lightning's val_check_batch counts iterations, which may hold several steps
+        length = stepped.epoch_length(trainer) if stepped is not None else trainer.num_training_batches
         if isinstance(length, int | float) and math.isfinite(length) and length > 0:
+            self._check_validates(trainer, int(length))
             self.resolution_steps = largest_validation_gap(trainer, int(length))
+
+    def _check_validates(self, trainer: pl.Trainer, steps_per_epoch: int) -> None:
+        refusal = never_validates(trainer, steps_per_epoch)
+        if refusal is None:
+            return
+        if self.timed:
+            raise refusal
+        log.warning(
+            "this run will not validate, so it will have no time to target: %s (to validate: %s %s)",
+            (refusal.problem or "").removesuffix(NEVER),
+            refusal.key,
+            refusal.accepted,
+        )
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if (

@@ -8,14 +8,15 @@ values are the seeds every trial runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
-from hydra.errors import OverrideParseException
+from hydra.errors import HydraException, OverrideParseException
+from omegaconf import OmegaConf
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -26,6 +27,7 @@ from optuna.trial import BaseTrial
 
 from trainspeed.config_paths import config_dir
 from trainspeed.errors import ConfigError, unknown_name
+from trainspeed.record.run_folder import override_key
 from trainspeed.validation.schemas import TOP_LEVEL
 
 PARAMS = "hydra.sweeper.params"
@@ -158,6 +160,46 @@ def _check_group_options(key: str, dist: BaseDistribution, where: str, text: str
     for choice in dist.choices:
         if str(choice) not in options:
             raise unknown_name(where, str(choice), options)
+
+
+def check_choices_hold_keys(space: SearchSpace, compose: Callable[[list[str]], Any]) -> None:
+    """Every option a searched config group draws (`optimizer: choice(momentum, adam)`) has the keys the search
+    sets under that group in every trial (`optimizer.momentum: interval(0.5, 0.99)`, or a fixed
+    `optimizer.momentum=0.9`): Hydra would refuse the override only when the sampler drew that option, ending the
+    whole search with its error. `compose` is Hydra's composition of the main config with a job's overrides."""
+    for group, dist in space.distributions.items():
+        if "." in group or not isinstance(dist, CategoricalDistribution):
+            continue
+        searched = [k for k in space.distributions if k.startswith(f"{group}.")]
+        fixed = [o for o in space.fixed if o[:1] not in "+~" and override_key(o).startswith(f"{group}.")]
+        if not (searched or fixed) or not (Path(config_dir()) / group).is_dir():
+            continue
+        keys = sorted({*searched, *map(override_key, fixed)})
+        holding, missing = [], {}
+        for choice in dist.choices:
+            try:
+                cfg = compose([*space.fixed, f"{group}={choice}"])
+            except HydraException:  # a fixed override under the group that this option has no key for
+                cfg = compose([o for o in space.fixed if o not in fixed] + [f"{group}={choice}"])
+            lacks = [k for k in keys if OmegaConf.select(cfg, k, default=_ABSENT) is _ABSENT]
+            if lacks:
+                missing[str(choice)] = lacks
+            else:
+                holding.append(str(choice))
+        if missing:
+            choice, lacks = next(iter(missing.items()))
+            raise ConfigError(
+                group,
+                f"choice({', '.join(map(str, dist.choices))})",
+                f"options that all have {', '.join(keys)}"
+                + (f" (here: {', '.join(holding)})" if holding else "")
+                + ", or one search per option",
+                problem=f"{group}={choice} has no {', '.join(lacks)}, which every trial sets: the search would "
+                "end when the sampler drew it",
+            )
+
+
+_ABSENT = object()
 
 
 ENQUEUE_KEY = "hydra.sweeper.enqueue"

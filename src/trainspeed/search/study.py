@@ -71,6 +71,8 @@ def open_study(settings: SearchSettings, sweep_dir: Path) -> optuna.Study:
     """The study `study_name` of the storage, created when new, with this launch's sampler: seeded with the
     configured seed for a study without trials, else with one derived from the trials already in it, so that a
     continued study does not ask the same points again (search/sampler.py)."""
+    if not settings.storage:
+        check_study_kept(sweep_dir)
     storage = open_storage(settings.storage, sweep_dir)
     study = optuna.create_study(
         study_name=settings.study_name,
@@ -82,6 +84,24 @@ def open_study(settings: SearchSettings, sweep_dir: Path) -> optuna.Study:
     seed = sampler_seed(settings.sampler_seed, len(study.get_trials(deepcopy=False)))
     sampler = make_sampler(settings.sampler_name, seed, settings.sampler_kwargs)
     return optuna.load_study(study_name=settings.study_name, storage=storage, sampler=sampler)
+
+
+def check_study_kept(sweep_dir: Path) -> None:
+    """A sweep folder holding jobs keeps the study that ran them in its optuna.db: without it (deleted, emptied,
+    or jobs of a sweep that was no search) a new study would start beside jobs it knows nothing of, its trials
+    numbered anew and its record (optuna/study.json) rewritten without them. Checked before the file is opened,
+    which would create it."""
+    db = sweep_dir / DB_FILE
+    jobs = next_job_index(sweep_dir) if sweep_dir.is_dir() else 0
+    if jobs and (not db.is_file() or db.stat().st_size == 0):
+        state = "is empty" if db.is_file() else "is missing"
+        raise ConfigError(
+            "hydra.sweep.dir",
+            str(sweep_dir),
+            "a new folder for a new search, or this folder with the optuna.db its jobs were run with",
+            problem=f"it holds job folders up to {jobs - 1}, but its {DB_FILE} {state}: a new study would start "
+            "beside jobs it knows nothing of",
+        )
 
 
 def check_same_space(study: optuna.Study, space: SearchSpace) -> None:

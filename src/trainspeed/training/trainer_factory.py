@@ -73,8 +73,9 @@ def build_trainer(cfg: DictConfig, resume_step: int | None = None) -> TrainerPar
     )
     target = cfg.target
     stop = bool(target.get("stop"))  # resolved by run_mode.resolve_run_mode (null: stop in sweeps)
+    timed = stop or cfg.get("run_mode") == "sweep"  # its time to target is what it is run for
     time_to_target = TimeToTarget(
-        clock, target.metric, target.value, stop=stop, mode=target.get("mode", "auto")
+        clock, target.metric, target.value, stop=stop, mode=target.get("mode", "auto"), timed=timed
     )
     guard_cfg = cfg.get("divergence") or {}
     divergence = DivergenceGuard(guard_cfg.get("max_loss_ratio", 10.0), guard_cfg.get("patience", 3))
