@@ -268,3 +268,17 @@ def test_metrics_csv_is_never_left_half_rewritten(tmp_path, monkeypatch, when):
         ("19", ""),
         ("29", "0.95"),
     ]
+
+
+def test_an_unreadable_record_of_a_resumed_run_is_warned_about_once(tmp_path, caplog):
+    """A resume reads the record in several steps (its overrides, whether it finished): said once, not per step."""
+    from trainspeed.resume import resume_arguments, sweep_job_plan
+
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "overrides.yaml").write_text("- seed=3\n")
+    (tmp_path / "summary.json").write_text('{"status": "comp')
+    with caplog.at_level("WARNING"):
+        assert "seed=3" in resume_arguments([f"resume={tmp_path}"])
+        assert sweep_job_plan(tmp_path, ["seed=3"]) == ("run", None)
+    warned = [r.getMessage() for r in caplog.records if "will be rewritten" in r.getMessage()]
+    assert len(warned) == 1 and "summary.json is truncated or not JSON" in warned[0]

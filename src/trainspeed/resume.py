@@ -67,8 +67,13 @@ def _summary_or_none(run_dir: Path) -> Summary | None:
             problem=str(err),
         ) from None
     except RecordError as err:
-        log.warning("%s; it will be rewritten when the run ends", err)
+        if str(err) not in _WARNED:  # read by several steps of one resume: said once
+            _WARNED.add(str(err))
+            log.warning("%s; it will be rewritten when the run ends", err)
         return None
+
+
+_WARNED: set[str] = set()
 
 
 def resumed_folder(argv: list[str]) -> Path | None:
