@@ -407,7 +407,7 @@ def test_reproduce_of_a_broken_record_says_so_in_one_line(tmp_path, record, says
 
 @pytest.mark.slow
 def test_a_changed_sweep_is_refused_in_a_folder_that_holds_other_jobs(tmp_path):
-    sweep = ["-m", *RUN, "trainer.max_steps=3", "hydra.sweep.dir=sweep"]
+    sweep = ["-m", *RUN, "trainer.max_steps=3", "trainer.val_check_interval=3", "hydra.sweep.dir=sweep"]
     assert run_cli(["trainspeed.train", *sweep, "optimizer.lr=0.01,0.02"], cwd=tmp_path).returncode == 0
     before = _folder_state(tmp_path / "sweep")
     for changed in ("optimizer.lr=0.03", "optimizer.lr=0.02,0.01", "optimizer.lr=0.01,0.02 seed=4,3"):
