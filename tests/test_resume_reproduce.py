@@ -555,3 +555,48 @@ def test_a_record_of_a_newer_trainspeed_is_not_resumed_over(tmp_path):
     (run / "summary.json").write_text('{"schema_version": 99, "status": "completed"}')
     with pytest.raises(ConfigError, match=r"schema_version 99; .*accepted: a run this trainspeed can read"):
         resume_arguments([f"resume={run}"])
+
+
+@pytest.mark.parametrize(
+    ("stop_early", "continue_with"),
+    [
+        (["trainer.max_steps=15"], ["trainer.max_steps=30"]),  # max_steps stops 5 steps into epoch 1
+        (["trainer.max_steps=30", "target.stop=true"], ["target.stop=false"]),  # the target stops it at step 5
+    ],
+    ids=["max_steps", "target"],
+)
+def test_a_run_stopped_inside_an_epoch_resumed_to_train_longer_matches_the_run_never_stopped(
+    tmp_path, stop_early, continue_with
+):
+    """Lightning ends the epoch a run stops in and counts it done: resumed from a checkpoint written after that,
+    the run went on one epoch ahead (epoch labels, shuffling, per-epoch validation cadence) and its record differed
+    from the run that was never stopped. The last checkpoint is now written at the step where training stopped."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from conftest import compose_config
+    from trainspeed.job import run_job
+
+    base = ["logger=csv", "trainer.enable_progress_bar=false", "run_test=false", "data.classes=[5,6,7,8,9]"]
+    base += ["trainer.deterministic=true", "trainer.max_epochs=5", "trainer.val_check_interval=5", "target.value=0.5"]
+
+    def run(folder: str, *overrides: str, resume: bool = False):
+        cfg = compose_config([*base, *overrides], tmp_path / folder)
+        checkpoint = str(tmp_path / folder / "checkpoints" / "last.ckpt") if resume else None
+        try:
+            return run_job(cfg, resume_from=checkpoint)
+        finally:
+            GlobalHydra.instance().clear()
+
+    whole = run("whole", "trainer.max_steps=30")
+    assert whole.steps == 30 and whole.time_to_target.steps == 5  # 10 steps per epoch
+    early = run("stopped", *stop_early)
+    assert early.steps in (5, 15) and early.steps % 10  # stopped inside an epoch
+    resumed = run("stopped", "trainer.max_steps=30", *continue_with, resume=True)
+    assert (resumed.steps, resumed.epochs, resumed.metrics) == (whole.steps, whole.epochs, whole.metrics)
+
+    def rows(folder: str) -> list[list[str]]:
+        lines = (tmp_path / folder / "metrics.csv").read_text().splitlines()
+        timed = [i for i, name in enumerate(lines[0].split(",")) if "seconds" in name]
+        return [[v for i, v in enumerate(line.split(",")) if i not in timed] for line in lines]
+
+    assert rows("stopped") == rows("whole")  # every epoch label, step and value (the training seconds aside)

@@ -250,9 +250,12 @@ def run_job(cfg: DictConfig, resume_from: str | None = None) -> Summary:
                 ) from None
         if trainer.interrupted:
             raise KeyboardInterrupt
-        if not ended and any(getattr(c, "save_last", False) for c in trainer.checkpoint_callbacks):
+        saves_last = [c for c in trainer.checkpoint_callbacks if getattr(c, "save_last", False)]
+        stopped_inside_epoch = any(getattr(c, "stopped_at", None) == trainer.global_step for c in saves_last)
+        if not ended and saves_last and not stopped_inside_epoch:
             # last.ckpt at the state training ended in, after the final validation: a job killed from here on
-            # (test, record) has its record finished from it with the final metrics and time to target
+            # (test, record) has its record finished from it with the final metrics and time to target. One
+            # written where training stopped inside an epoch stands (UntimedCheckpoint._stops_inside_epoch).
             recorder.save_last_checkpoint()
         if cfg.run_test and not ended:
             fit_metrics = dict(trainer.callback_metrics)

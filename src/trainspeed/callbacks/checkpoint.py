@@ -33,23 +33,45 @@ class UntimedCheckpoint(ModelCheckpoint):
     def __init__(self, *args: Any, enable_version_counter: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, enable_version_counter=enable_version_counter, **kwargs)
         self._save_after_validation = False
+        self.stopped_at: int | None = None  # the step of a last checkpoint written where training stopped
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         due = self._every_n_train_steps >= 1 and trainer.global_step % self._every_n_train_steps == 0
-        if due and not self._should_skip_saving_checkpoint(trainer) and _validates_now(trainer):
+        stops = self._stops_inside_epoch(trainer)
+        if (due or stops) and not self._should_skip_saving_checkpoint(trainer) and _validates_now(trainer):
             self._save_after_validation = True
             return
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if stops and not self._save_after_validation:
+            self._save_at_stop(trainer)
 
     def on_validation_end(self, trainer, pl_module) -> None:
         super().on_validation_end(trainer, pl_module)
         if not self._should_save_on_train_epoch_end(trainer):  # where Lightning saves after a validation
             self._save_deferred(trainer)
+        if trainer.should_stop and self._stops_inside_epoch(trainer):  # the target stopped it (target.stop)
+            self._save_at_stop(trainer)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self.stopped_at == trainer.global_step:  # the epoch did not end: training stopped inside it
+            return
         super().on_train_epoch_end(trainer, pl_module)
         # a validation at the epoch's end: saved after the epoch-end hooks, where Lightning saves its own
         self._save_deferred(trainer)
+
+    def _stops_inside_epoch(self, trainer) -> bool:
+        """Whether training stops after this step, inside its epoch (trainer.max_steps, or the target). Lightning
+        then runs the epoch's end all the same and counts the epoch done: a checkpoint written after that, resumed
+        to train longer, would start the next epoch (its labels, shuffling and validation cadence one epoch
+        ahead of the run that was never stopped). The last checkpoint is written at the step instead."""
+        if not self.save_last or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return False
+        return trainer.should_stop or 0 < trainer.max_steps <= trainer.global_step
+
+    def _save_at_stop(self, trainer) -> None:
+        if self.stopped_at != trainer.global_step and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        self.stopped_at = trainer.global_step
 
     def _save_deferred(self, trainer) -> None:
         if not self._save_after_validation:
@@ -59,6 +81,8 @@ class UntimedCheckpoint(ModelCheckpoint):
             candidates = self._monitor_candidates(trainer)
             self._save_topk_checkpoint(trainer, candidates)
             self._save_last_checkpoint(trainer, candidates)
+        if self._stops_inside_epoch(trainer):
+            self.stopped_at = trainer.global_step
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Lightning drops the best score and the best / last paths when the checkpoint folder has another path
