@@ -172,6 +172,48 @@ def test_image_folder_resizes_every_image(tmp_path):
     assert torch.allclose(x[3], solid, atol=1 / 255)  # a resized solid colour keeps its colour
 
 
+def test_image_folder_scales_16_bit_and_float_images_by_their_depth(tmp_path):
+    """PIL's convert("L") clips 16-bit and float pixels to 0..255: 16-bit images loaded nearly white, floats in
+    [0, 1] all black."""
+    rng = np.random.default_rng(0)
+    deep = rng.integers(0, 65536, size=(2, 8, 8), dtype=np.uint16)
+    floats = rng.random((2, 8, 8), dtype=np.float32)
+    for i, pixels in enumerate(deep):
+        (tmp_path / "a").mkdir(exist_ok=True)
+        Image.fromarray(pixels).save(tmp_path / "a" / f"{i}.png")  # a 16-bit grey PNG
+    for i, pixels in enumerate(floats):
+        (tmp_path / "b").mkdir(exist_ok=True)
+        Image.fromarray(pixels, mode="F").save(tmp_path / "b" / f"{i}.tiff")
+    x, y, classes = load_image_folder(tmp_path, image_size=None)
+    assert classes == ["a", "b"] and x.shape == (4, 1, 8, 8) and y.tolist() == [0, 0, 1, 1]
+    torch.testing.assert_close(x[:2, 0], torch.from_numpy(deep.astype(np.float32) / 65535))
+    torch.testing.assert_close(x[2:, 0], torch.from_numpy(floats))
+    resized, _, _ = load_image_folder(tmp_path, image_size=4)  # bilinear on the full depth
+    assert resized.shape == (4, 1, 4, 4) and 0 <= resized.min() and resized.max() <= 1
+    assert resized[:2].std() > 0.1  # not clipped to one value
+
+
+def test_image_folder_refuses_float_pixels_outside_0_1_naming_the_file(tmp_path):
+    write_image_folder(tmp_path, classes=("a",), per_class=2, size=8, mode="L")
+    (tmp_path / "b").mkdir()
+    bad = tmp_path / "b" / "raw.tiff"
+    Image.fromarray(np.full((8, 8), 200.0, dtype=np.float32), mode="F").save(bad)
+    with pytest.raises(DataError) as err:
+        load_image_folder(tmp_path, image_size=None)
+    assert str(err.value) == (
+        f"image {bad} (mode F) holds values from 200 to 200; accepted: values in 0-1 for this mode (8-bit "
+        "images, 16-bit integers, or floats in [0, 1])"
+    )
+
+
+def test_image_folder_hidden_folders_are_not_classes(tmp_path):
+    write_image_folder(tmp_path, classes=("a", "b"), per_class=2, size=8)
+    write_image_folder(tmp_path, classes=(".ipynb_checkpoints",), per_class=1, size=8)
+    (tmp_path / ".git").mkdir()
+    x, y, classes = load_image_folder(tmp_path, image_size=None)
+    assert classes == ["a", "b"] and x.shape == (4, 3, 8, 8) and y.tolist() == [0, 0, 1, 1]
+
+
 def test_image_folder_sizes_differ_without_image_size(tmp_path):
     write_image_folder(tmp_path, classes=("a",), per_class=2, size=12)
     odd = write_image_folder(tmp_path, classes=("b",), per_class=1, size=(13, 12))[0][0]

@@ -186,13 +186,48 @@ def _unreadable(
     return DataError(f"cannot read the {what} files in {folder} (data.root={str(root)!r}): {err}")
 
 
+class _VisibleImageFolder(ImageFolder):
+    """torchvision's ImageFolder without hidden class folders (`.ipynb_checkpoints`, `.git`, ...): torchvision
+    makes every sub-folder a class, so an editor's or a notebook's hidden folder would add a class to the head."""
+
+    def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
+        classes = sorted(e.name for e in Path(directory).iterdir() if e.is_dir() and not e.name.startswith("."))
+        if not classes:
+            raise FileNotFoundError(f"Couldn't find any class folder in {directory}.")
+        return classes, {name: i for i, name in enumerate(classes)}
+
+
+# integer grey modes of more than 8 bits, and the largest value each holds ("I": 32-bit, read as 16-bit data, the
+# way 16-bit PNGs and TIFFs often open)
+_DEEP_GREY = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535}
+
+
+def _decoded(img: Image.Image, path: str) -> Image.Image:
+    """The image as 8-bit L or RGB, or, for a grey mode of more bits (16-bit, 32-bit integer, float), as a float
+    image (mode F) in [0, 1] scaled by its bit depth: PIL's convert("L") clips such values to 0..255 instead."""
+    if img.mode not in _DEEP_GREY and img.mode != "F":
+        return img.convert("L" if img.mode in _GREY_MODES else "RGB")
+    pixels = np.asarray(img, dtype=np.float64)
+    top = _DEEP_GREY.get(img.mode, 1.0)
+    low, high = (float(pixels.min()), float(pixels.max())) if pixels.size else (0.0, 0.0)
+    if low < 0 or high > top or not np.isfinite(pixels).all():
+        held = "0-65535" if img.mode in _DEEP_GREY else "0-1"
+        raise DataError(
+            f"image {path} (mode {img.mode}) holds values from {low:g} to {high:g}; accepted: values in {held} "
+            f"for this mode (8-bit images, 16-bit integers, or floats in [0, 1])"
+        )
+    return Image.fromarray((pixels / top).astype(np.float32), mode="F")
+
+
 def load_image_folder(
     root: str | Path, image_size: int | None
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """A folder of class sub-folders (ImageFolder layout) as x float32 N×C×H×W in [0, 1], y int64, class names.
 
     Every image is decoded once and resized to image_size×image_size; with image_size None all images must have
-    the first image's size. All grey images give C=1; any colour image makes every image RGB (C=3).
+    the first image's size. All grey images give C=1; any colour image makes every image RGB (C=3). Pixels are
+    scaled by their bit depth (8-bit, 16-bit); float images must hold values in [0, 1]. Hidden folders (a name
+    starting with a dot) are not classes.
     """
     root = Path(root)
     if not root.is_dir():
@@ -200,7 +235,7 @@ def load_image_folder(
             f"data.root={str(root)!r}: no such folder; expected root/<class>/<image> (ImageFolder layout)"
         )
     try:
-        folder = ImageFolder(str(root))
+        folder = _VisibleImageFolder(str(root))
     except (FileNotFoundError, ValueError) as err:
         raise DataError(
             f"data.root={str(root)!r} is not an image folder (root/<class>/<image>): {err}"
@@ -209,7 +244,7 @@ def load_image_folder(
     for path, _ in folder.samples:
         try:
             with Image.open(path) as img:
-                img = img.convert("L" if img.mode in _GREY_MODES else "RGB")
+                img = _decoded(img, path)
         except (OSError, ValueError) as err:
             raise DataError(f"image {path} is unreadable: {err}") from err
         if size is None:
@@ -221,9 +256,10 @@ def load_image_folder(
                     f"{size[0]}×{size[1]}; set data.image_size to resize all images to one size"
                 )
             img = img.resize(size, Image.Resampling.BILINEAR)
-        arrays.append(np.asarray(img).reshape(size[1], size[0], -1))
+        pixels = np.asarray(img).reshape(size[1], size[0], -1)
+        arrays.append(pixels if img.mode == "F" else pixels.astype(np.float32) / 255)
     channels = max(a.shape[2] for a in arrays)
     # Grey images among colour ones become RGB by repeating the channel, as PIL's convert("RGB") does.
     x = np.stack([np.repeat(a, channels // a.shape[2], axis=2) for a in arrays])
-    x = torch.from_numpy(x).permute(0, 3, 1, 2).float().div_(255).contiguous()
+    x = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
     return x, torch.tensor(folder.targets, dtype=torch.int64), list(folder.classes)
