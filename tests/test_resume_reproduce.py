@@ -561,7 +561,10 @@ def test_a_record_of_a_newer_trainspeed_is_not_resumed_over(tmp_path):
     ("stop_early", "continue_with"),
     [
         (["trainer.max_steps=15"], ["trainer.max_steps=30"]),  # max_steps stops 5 steps into epoch 1
-        (["trainer.max_steps=30", "target.stop=true"], ["target.stop=false"]),  # the target stops it at step 5
+        (
+            ["trainer.max_steps=30", "target.stop=true"],
+            ["target.stop=false"],
+        ),  # the target stops it at step 5
     ],
     ids=["max_steps", "target"],
 )
@@ -571,13 +574,18 @@ def test_a_run_stopped_inside_an_epoch_resumed_to_train_longer_matches_the_run_n
     """Lightning ends the epoch a run stops in and counts it done: resumed from a checkpoint written after that,
     the run went on one epoch ahead (epoch labels, shuffling, per-epoch validation cadence) and its record differed
     from the run that was never stopped. The last checkpoint is now written at the step where training stopped."""
+    from conftest import compose_config
     from hydra.core.global_hydra import GlobalHydra
 
-    from conftest import compose_config
     from trainspeed.job import run_job
 
     base = ["logger=csv", "trainer.enable_progress_bar=false", "run_test=false", "data.classes=[5,6,7,8,9]"]
-    base += ["trainer.deterministic=true", "trainer.max_epochs=5", "trainer.val_check_interval=5", "target.value=0.5"]
+    base += [
+        "trainer.deterministic=true",
+        "trainer.max_epochs=5",
+        "trainer.val_check_interval=5",
+        "target.value=0.5",
+    ]
 
     def run(folder: str, *overrides: str, resume: bool = False):
         cfg = compose_config([*base, *overrides], tmp_path / folder)

@@ -191,7 +191,9 @@ class _VisibleImageFolder(ImageFolder):
     makes every sub-folder a class, so an editor's or a notebook's hidden folder would add a class to the head."""
 
     def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
-        classes = sorted(e.name for e in Path(directory).iterdir() if e.is_dir() and not e.name.startswith("."))
+        classes = sorted(
+            e.name for e in Path(directory).iterdir() if e.is_dir() and not e.name.startswith(".")
+        )
         if not classes:
             raise FileNotFoundError(f"Couldn't find any class folder in {directory}.")
         return classes, {name: i for i, name in enumerate(classes)}
