@@ -188,3 +188,33 @@ def test_debug_overfit_memorizes_its_batches(make_config):
     assert summary.status == "completed"
     assert summary.steps == 120  # 3 batches x 40 epochs
     assert summary.metrics["train/loss"] < 0.05
+
+
+@pytest.mark.parametrize("warmup", [0, 10])
+def test_cosine_decays_every_parameter_group_to_its_own_floor(warmup):
+    """A backbone learning at finetune.backbone_lr_factor x the head's rate decays to min_lr_factor x its own rate
+    (with CosineAnnealingLR's single eta_min it rose to the head's floor: 5x its rate here)."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from trainspeed.optim.schedulers import build_scheduler
+
+    head, backbone = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([{"params": [head], "lr": 1e-3}, {"params": [backbone], "lr": 1e-4}])
+    cfg = {"name": "cosine", "interval": "step", "warmup_steps": warmup, "min_lr_factor": 0.5}
+    scheduler = build_scheduler(OmegaConf.create(cfg), optimizer, total_steps=100 + warmup)["scheduler"]
+    # one group alone follows torch's CosineAnnealingLR (after the warm-up)
+    reference_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    reference = torch.optim.lr_scheduler.CosineAnnealingLR(reference_opt, T_max=100, eta_min=0.5e-3)
+    for step in range(100 + warmup):
+        optimizer.step()
+        scheduler.step()
+        ratio = optimizer.param_groups[1]["lr"] / optimizer.param_groups[0]["lr"]
+        assert ratio == pytest.approx(0.1), step  # the backbone keeps its factor throughout
+        if step >= warmup:
+            reference_opt.step()
+            reference.step()
+            assert optimizer.param_groups[0]["lr"] == pytest.approx(
+                reference_opt.param_groups[0]["lr"], abs=1e-12
+            )
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.5e-3, 0.5e-4])

@@ -571,3 +571,52 @@ def test_a_validation_cadence_that_fits_the_run_exactly_still_validates(make_con
     summary = run_job(cfg)
     assert summary.status == "completed" and summary.metrics["val/acc_best"] is not None
     assert summary.time_to_target.resolution_steps == 30
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        (
+            ["+model.weights=w.safetensors"],  # was accepted and never loaded: the record claimed the weights
+            "model.weights='w.safetensors' is not valid (model=mlp does not read it); accepted: the keys model=mlp "
+            "reads: depth, dropout, family, width (model.weights is read by model=timm)",
+        ),
+        (
+            ["model=cnn", "+model.pretrained=true"],
+            "model.pretrained=True is not valid (model=cnn does not read it)",
+        ),
+        (["model=cnn", "+model.width=512"], "(model.width is read by model=mlp)"),
+        (
+            ["model=timm", "model.name=test_resnet", "model.weights=w.safetensors", "model.pretrained=true"],
+            "model.pretrained=True is not valid (model.weights='w.safetensors' is what would be loaded)",
+        ),
+        (
+            [
+                "model=timm",
+                "model.pretrained=true",
+                "finetune=linear_probe",
+                "+finetune.backbone_lr_factor=0.1",
+            ],
+            "finetune.backbone_lr_factor=0.1 is not valid (finetune=linear_probe does not read it); accepted: the "
+            "keys finetune=linear_probe reads: name (finetune.backbone_lr_factor is read by finetune=full / "
+            "finetune=gradual)",
+        ),
+        (
+            ["finetune=full", "+finetune.unfreeze_epoch=3"],
+            "finetune.unfreeze_epoch=3 is not valid (finetune=full",
+        ),
+    ],
+)
+def test_a_setting_the_chosen_option_does_not_read_is_refused(make_config, overrides, says):
+    from trainspeed.validation import validate
+
+    with pytest.raises(ConfigError) as refused:
+        validate(make_config(*overrides))
+    assert says in str(refused.value)
+
+
+def test_another_options_key_left_null_or_false_is_let_through(make_config):
+    from trainspeed.validation import validate
+
+    validate(make_config("+model.weights=null", "+model.pretrained=false"))
+    validate(make_config("model=timm", "model.name=test_resnet", "finetune=scratch", "model.weights=null"))

@@ -49,8 +49,9 @@ def pretrained(tmp_path_factory) -> tuple[Path, Path]:
     """(weights file, training run) from scripts/pretrain_backbone.sh: test_resnet on digits 0-4, 6 epochs."""
     tmp = tmp_path_factory.mktemp("pretrain")
     out, run = tmp / "test_resnet.safetensors", tmp / "run"
+    # OUT and RUN_DIR relative, as a user types them: taken from the folder the script runs in (tmp)
     env = {**os.environ, **ONE_THREAD, "PYTHON": sys.executable, "MODEL": "test_resnet", "IMAGE_SIZE": "16",
-           "EPOCHS": "6", "OUT": str(out), "RUN_DIR": str(run), "WANDB_MODE": "offline"}  # fmt: skip
+           "EPOCHS": "6", "OUT": out.name, "RUN_DIR": run.name, "WANDB_MODE": "offline"}  # fmt: skip
     script = REPO / "scripts" / "pretrain_backbone.sh"
     result = subprocess.run(
         ["bash", str(script), "logger=csv", "trainer.enable_progress_bar=false"],

@@ -67,6 +67,19 @@ def defined_keys(group: str) -> frozenset[str]:
     return frozenset(keys)
 
 
+@functools.cache
+def option_keys(group: str, option: str) -> frozenset[str]:
+    """The keys of one option of a config group (conf/<group>/<option>.yaml; empty when there is no such file)."""
+    import yaml
+
+    path = Path(config_dir()) / group / f"{option}.yaml"
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return frozenset()
+    return frozenset(k for k in doc if k != "defaults") if isinstance(doc, dict) else frozenset()
+
+
 EXTRA_TOP_LEVEL = ("lr_find",)  # set with +lr_find.* for `python -m trainspeed.lr_find` (lr_find.py)
 
 

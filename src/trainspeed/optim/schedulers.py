@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -10,11 +11,19 @@ from torch.optim import lr_scheduler
 
 
 def _cosine(optimizer: torch.optim.Optimizer, cfg: DictConfig, total_steps: int) -> lr_scheduler.LRScheduler:
+    """Cosine decay of every parameter group from its own learning rate to min_lr_factor x it, after an optional
+    linear warm-up. Written as a factor (LambdaLR) rather than CosineAnnealingLR, whose floor (eta_min) is one
+    learning rate for every group: a backbone at finetune.backbone_lr_factor x the head's rate would rise to the
+    head's floor instead of decaying to its own."""
     warmup = int(cfg.get("warmup_steps", 0))
-    base_lr = optimizer.param_groups[0]["lr"]
-    cosine = lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=max(total_steps - warmup, 1), eta_min=base_lr * float(cfg.get("min_lr_factor", 0.0))
-    )
+    floor = float(cfg.get("min_lr_factor", 0.0))
+    span = max(total_steps - warmup, 1)
+
+    def factor(step: int) -> float:
+        done = min(step, span) / span
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * done))
+
+    cosine = lr_scheduler.LambdaLR(optimizer, factor)
     if warmup <= 0:
         return cosine
     linear = lr_scheduler.LinearLR(

@@ -7,9 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from trainspeed.config_paths import option_keys
 from trainspeed.errors import ConfigError, DataError
 from trainspeed.options import (
     COMPILED_OPTIMIZERS,
+    FAMILIES,
+    FINETUNE_STRATEGIES,
     GPU_ONLY_PRECISIONS,
     NATIVE_CLASSES,
     NATIVE_IMAGES,
@@ -69,8 +72,18 @@ def image_shape(data: dict[str, Any]) -> tuple[int | None, int | None]:
 def check_model(
     model: dict[str, Any], norm: dict[str, Any], data: dict[str, Any], scratch: bool = False
 ) -> None:
-    """Groupnorm group counts that divide the widths, batchnorm with batches that have statistics, weights files."""
+    """Settings the model family reads, groupnorm group counts that divide the widths, batchnorm with batches that
+    have statistics, weights files."""
     family = model.get("family")
+    check_option_keys("model", str(family), model, FAMILIES)
+    if model.get("weights") and model.get("pretrained"):
+        raise ConfigError(
+            "model.pretrained",
+            True,
+            "false with model.weights=FILE (the file is the weights), or model.weights=null to load timm's "
+            "pretrained weights",
+            problem=f"model.weights={model['weights']!r} is what would be loaded",
+        )
     if norm.get("name") == "groupnorm":
         widths = {"mlp": [model.get("width")], "cnn": model.get("channels")}.get(family)
         groups = norm.get("num_groups")
@@ -95,6 +108,27 @@ def check_model(
             raise DataError(
                 f"model.weights={weights!r}: no such file (expected a {'/'.join(WEIGHT_SUFFIXES)} file)"
             )
+
+
+def check_option_keys(group: str, option: str, values: dict[str, Any], options: tuple[str, ...]) -> None:
+    """An option of a config group reads its own keys (conf/<group>/<option>.yaml): another option's key set to
+    something (`+model.weights=w.safetensors` on model=mlp, `+model.width=512` on model=cnn,
+    `+finetune.backbone_lr_factor=0.1` on finetune=linear_probe) would be ignored, and the record would claim a
+    setting the run never used. Null or false is the same as not set."""
+    own = option_keys(group, option)
+    if not own:
+        return
+    for key, value in values.items():
+        if key in own or value is None or value is False:
+            continue
+        readers = [o for o in options if key in option_keys(group, o)]
+        raise ConfigError(
+            f"{group}.{key}",
+            value,
+            f"the keys {group}={option} reads: {', '.join(sorted(own))}"
+            + (f" ({group}.{key} is read by {group}={f' / {group}='.join(readers)})" if readers else ""),
+            problem=f"{group}={option} does not read it",
+        )
 
 
 # what says a cluster starts every node's processes (SLURM, torchrun, MPI, LSF) or the user did by hand (Lightning's
@@ -184,6 +218,8 @@ def check_finetune(finetune: Any, model: dict[str, Any], trainer: dict[str, Any]
     """A strategy that freezes the backbone (at first or throughout) needs weights worth keeping; gradual
     unfreezing happens within the run and on one device."""
     strategy = finetune_strategy(finetune)
+    if isinstance(finetune, dict) and strategy:
+        check_option_keys("finetune", strategy, finetune, FINETUNE_STRATEGIES)
     if strategy in NEEDS_WEIGHTS and not (model.get("weights") or model.get("pretrained")):
         raise ConfigError(
             "finetune",
