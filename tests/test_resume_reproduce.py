@@ -608,3 +608,26 @@ def test_a_run_stopped_inside_an_epoch_resumed_to_train_longer_matches_the_run_n
         return [[v for i, v in enumerate(line.split(",")) if i not in timed] for line in lines]
 
     assert rows("stopped") == rows("whole")  # every epoch label, step and value (the training seconds aside)
+
+
+def test_relative_inputs_are_read_from_where_the_run_was_launched(tmp_path):
+    """`reproduce` from another folder read `data.root=mnist` from there (missing, or other data); it now re-runs in
+    the folder the run was launched from. A `resume=` from another folder says where its relative paths are read."""
+    from dataset_files import write_mnist
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    write_mnist(project / "mnist", n_train=200, n_test=40)
+    elsewhere.mkdir()
+    run = project / "runs" / "original"
+    args = [*RUN, "data=mnist", "data.root=mnist", "trainer.max_epochs=1", "trainer.val_check_interval=2"]
+    assert run_cli(["trainspeed.train", *args, f"hydra.run.dir={run}"], cwd=project).returncode == 0
+    result = run_cli(["trainspeed.reproduce", str(run), "--out", str(tmp_path / "again")], cwd=elsewhere)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert f"in {project}, the folder the run was launched from" in result.stdout
+    assert "reproduced exactly" in result.stdout and not (elsewhere / "outputs").exists()
+    resumed = run_cli(["trainspeed.train", f"resume={run}", "trainer.max_epochs=2"], cwd=elsewhere)
+    assert (
+        f"trainspeed: warning: {run} was launched from {project}; its relative data.root=mnist is read from "
+        f"{elsewhere} now (resume from {project} to read the same files)" in resumed.stderr
+    )
+    assert resumed.returncode == 2 and "data.root='mnist'" in resumed.stderr  # not there: nothing trained

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from trainspeed.errors import ConfigError, TrainspeedError
 from trainspeed.record.compare import Comparison, compare_runs, environment_changes
+from trainspeed.record.run_folder import launched_from
 from trainspeed.record.summary import read_summary
 from trainspeed.resume import relaunch_overrides
 
@@ -84,8 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     for warning in environment_changes(summary):
         console.print(f"[yellow]warning:[/yellow] {warning}")
     command = [sys.executable, "-m", "trainspeed.train", *overrides, *args.overrides, f"hydra.run.dir={out}"]
+    # from the folder the run was launched from, so that its relative paths (data.root, model.weights) name the
+    # same files as they did (the overrides keep them as typed)
+    origin = launched_from(run_dir)
+    cwd = origin if origin is not None and origin.is_dir() else None
+    if cwd is not None and cwd.resolve() != Path.cwd().resolve():
+        console.print(f"in {cwd}, the folder the run was launched from (its relative paths are read from there)")
     console.print("re-running: " + " ".join(["python", *command[1:]]))
-    result = subprocess.run(command)
+    result = subprocess.run(command, cwd=cwd)
     if result.returncode != 0:
         console.print(f"[red]the re-run failed (exit code {result.returncode}); its folder: {out}[/red]")
         return result.returncode

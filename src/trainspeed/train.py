@@ -22,7 +22,7 @@ from trainspeed.quiet import quiet_library_noise
 from trainspeed.record.checkpoint_file import check_resume_checkpoint
 from trainspeed.record.folder_lock import in_use, lock_folder, release_folder, secondary_rank
 from trainspeed.record.folder_snapshot import FolderSnapshot
-from trainspeed.record.run_folder import LAST_CHECKPOINT, sweep_folder_of
+from trainspeed.record.run_folder import LAST_CHECKPOINT, launched_from, relative_inputs, sweep_folder_of
 from trainspeed.resume import already_finished, resume_arguments, resumed_folder, sweep_job_plan
 from trainspeed.run_mode import resolve_run_mode
 from trainspeed.sweep_console import job_output_to_log, print_job_line, run_line, visible_stderr
@@ -142,6 +142,20 @@ def cli() -> NoReturn:
     run_and_exit(_cli)
 
 
+def _warn_moved_inputs(run_dir: Path) -> None:
+    """A resume from another folder than the run was launched from reads its relative paths from here."""
+    origin = launched_from(run_dir)
+    relative = relative_inputs(run_dir)
+    if origin is None or not relative or origin.resolve() == Path.cwd().resolve():
+        return
+    print(
+        f"trainspeed: warning: {run_dir} was launched from {origin}; its relative {', '.join(relative)} "
+        f"{'is' if len(relative) == 1 else 'are'} read from {Path.cwd()} now (resume from {origin} to read the "
+        "same files)",
+        file=sys.stderr,
+    )
+
+
 def _cli() -> None:
     resumed = resumed_folder(sys.argv[1:])
     try:
@@ -154,6 +168,8 @@ def _cli() -> None:
                 running = f"its sweep {sweep} is still running"
                 raise ConfigError("resume", str(resumed), SWEEP_RUNNING, problem=running)
         sys.argv[1:] = resume_arguments(sys.argv[1:])
+        if resumed is not None:
+            _warn_moved_inputs(resumed)
         finished = already_finished(sys.argv[1:])
         if not finished:
             check_resume_checkpoint(sys.argv[1:])  # before Hydra rewrites the run folder's .hydra/ files

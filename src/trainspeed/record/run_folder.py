@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from pathlib import Path
 
 import yaml
@@ -83,14 +84,47 @@ def launched_target_mode(run_dir: str | Path) -> str | None:
     return mode if mode in ("auto", "max", "min") else None
 
 
-def launched_as_sweep_job(run_dir: str | Path) -> bool | None:
-    """Whether Hydra ran the folder as a job of a multirun (from .hydra/hydra.yaml); None when unknown."""
+def _hydra_settings(run_dir: str | Path) -> dict:
+    """The `hydra:` section of .hydra/hydra.yaml; empty when there is no readable file."""
     try:
         hydra = (yaml.safe_load((Path(run_dir) / HYDRA_FILE).read_text()) or {}).get("hydra") or {}
     except (OSError, yaml.YAMLError, AttributeError):
-        return None
-    mode = hydra.get("mode")
+        return {}
+    return hydra if isinstance(hydra, dict) else {}
+
+
+def relative_inputs(run_dir: str | Path) -> list[str]:
+    """The run's file settings given as relative paths (`data.root=data`, `model.weights=w.safetensors`; a data
+    root from an environment variable counts when it is unset now): read from the folder a command runs in."""
+    config = _launched_config(run_dir)
+    data, model = config.get("data") or {}, config.get("model") or {}
+    inputs = []
+    if isinstance(data, dict) and data.get("name") not in ("digits", "synthetic", None):
+        inputs.append(("data.root", data.get("root")))
+    if isinstance(model, dict) and model.get("family") == "timm":
+        inputs.append(("model.weights", model.get("weights")))
+    relative = []
+    for key, value in inputs:
+        if isinstance(value, str) and value.startswith("${oc.env:"):  # ${oc.env:NAME,default}
+            name, _, default = value[len("${oc.env:") : -1].partition(",")
+            value = os.environ.get(name, default)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            relative.append(f"{key}={value}")
+    return relative
+
+
+def launched_as_sweep_job(run_dir: str | Path) -> bool | None:
+    """Whether Hydra ran the folder as a job of a multirun (from .hydra/hydra.yaml); None when unknown."""
+    mode = _hydra_settings(run_dir).get("mode")
     return None if mode is None else str(mode).upper().endswith("MULTIRUN")
+
+
+def launched_from(run_dir: str | Path) -> Path | None:
+    """The folder the run was launched from (hydra.runtime.cwd), which its relative paths (data.root,
+    model.weights) were read from; None when unknown."""
+    runtime = _hydra_settings(run_dir).get("runtime")
+    cwd = runtime.get("cwd") if isinstance(runtime, dict) else None
+    return Path(cwd) if isinstance(cwd, str) and cwd else None
 
 
 def sweep_folder_of(run_dir: str | Path) -> Path | None:
