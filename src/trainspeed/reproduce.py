@@ -90,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     origin = launched_from(run_dir)
     cwd = origin if origin is not None and origin.is_dir() else None
     if cwd is not None and cwd.resolve() != Path.cwd().resolve():
-        console.print(f"in {cwd}, the folder the run was launched from (its relative paths are read from there)")
+        console.print(
+            f"in {cwd}, the folder the run was launched from (its relative paths are read from there)"
+        )
     console.print("re-running: " + " ".join(["python", *command[1:]]))
     result = subprocess.run(command, cwd=cwd)
     if result.returncode != 0:
