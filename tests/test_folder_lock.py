@@ -193,6 +193,7 @@ def test_a_run_into_a_sweep_folder_and_a_sweep_into_a_run_folder_are_refused(tmp
     into_sweep = run_cli(["trainspeed.train", *RUN, f"hydra.run.dir={sweep}"], cwd=tmp_path)
     into_run = run_cli(["trainspeed.train", "-m", *RUN, "seed=1,2", f"hydra.sweep.dir={run}"], cwd=tmp_path)
     assert into_sweep.returncode == 2 and "is not valid (it already holds a sweep)" in into_sweep.stderr
+    assert "resume=" not in into_sweep.stderr  # a sweep folder is not a run to resume
     assert into_run.returncode == 2 and "is not valid (it holds a run)" in into_run.stderr
     assert _files(tmp_path) == before
 

@@ -404,3 +404,18 @@ def test_an_unreadable_summary_is_named_on_the_console_too(tmp_path, capsys):
     build_report(sweep)
     err = capsys.readouterr().err
     assert "warning: job 1: " in err and "summary.json" in err
+    assert main([str(sweep), "--quiet"]) == 0  # --quiet hides the table, not the warning
+    captured = capsys.readouterr()
+    assert "warning: job 1: " in captured.err and "optimizer" not in captured.out
+
+
+def test_a_sweep_whose_jobs_all_failed_reports_without_a_plotting_warning(tmp_path):
+    """matplotlib warned "No artists with labels found to put in legend" on the console."""
+    import warnings
+
+    for job, lr in enumerate(["-1", "0"]):
+        make_job(tmp_path, job, [f"optimizer.lr={lr}", "seed=0"], status="failed", error="refused")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = build_report(tmp_path, print_table=False)
+    assert [int(r.failed) for r in report.rows] == [1, 1] and (tmp_path / "report.html").is_file()

@@ -203,3 +203,28 @@ def test_the_clock_counts_the_training_steps_and_nothing_around_them(monkeypatch
     # one forward per step is training; the warm-up, validation, logging, checkpoints and hooks are not
     assert parts.clock.seconds == 30.0
     assert clock.now > 30 * 100
+
+
+def test_best_checkpoint_keeps_the_lowest_loss_when_the_target_is_a_loss(make_config):
+    """checkpoints/best.ckpt followed `mode: max` whatever the target: with val/loss it kept the worst model."""
+    import json
+    from pathlib import Path
+
+    from trainspeed.job import run_job
+
+    cfg = make_config(
+        "logger=csv", "trainer.enable_progress_bar=false", "run_test=false", "trainer.max_epochs=3",
+        "target.metric=val/loss", "target.value=0.01",
+    )  # fmt: skip
+    run_job(cfg)
+    run_dir = Path(cfg.hydra.runtime.output_dir)
+    losses = [float(line.split(",")[-1]) for line in (run_dir / "metrics.csv").read_text().splitlines()[1:]
+              if line.split(",")[-1]]  # fmt: skip
+    assert len(losses) == 3 and min(losses) < losses[0]
+    best = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    scores = [
+        v["best_model_score"] for k, v in best["callbacks"].items() if "best" in str(v.get("best_model_path"))
+    ]
+    assert [float(s) for s in scores] == pytest.approx([min(losses)])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["metrics"]["val/loss_best"] == pytest.approx(min(losses), abs=1e-6)

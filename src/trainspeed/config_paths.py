@@ -17,11 +17,16 @@ def _scale_lr(base_lr: float, base_batch_size: int, batch_size: int, rule: str =
 
 
 def register_resolvers() -> None:
-    """Config resolvers of trainspeed: ${scale_lr:base_lr,base_batch_size,batch_size,rule}."""
+    """Config resolvers of trainspeed: ${scale_lr:base_lr,base_batch_size,batch_size,rule}, and
+    ${metric_mode:metric,mode} (max or min: target.mode, auto resolved from the metric's name)."""
     from omegaconf import OmegaConf
+
+    from trainspeed.options import metric_mode
 
     if not OmegaConf.has_resolver("scale_lr"):
         OmegaConf.register_new_resolver("scale_lr", _scale_lr)
+    if not OmegaConf.has_resolver("metric_mode"):
+        OmegaConf.register_new_resolver("metric_mode", metric_mode)
 
 
 def in_sweep() -> bool:

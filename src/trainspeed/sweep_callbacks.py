@@ -200,9 +200,17 @@ class FolderLock(Callback):
         holds = [name for name in (*RUN_RECORD, *SWEEP_RECORD) if (run_dir / name).exists()]
         if not continued and not secondary_rank() and holds:
             # a fresh run would replace the record there (.hydra/, metrics.csv, checkpoints, summary.json)
-            holding = "it already holds a " + ("sweep" if SWEEP_FILE in holds else "run")
+            sweep = SWEEP_FILE in holds
+            accepted = (
+                "a new folder (a sweep's jobs are resumed by launching the sweep again)"
+                if sweep
+                else (RUN_EXISTS.format(folder=run_dir))
+            )
             refused = ConfigError(
-                "hydra.run.dir", str(run_dir), RUN_EXISTS.format(folder=run_dir), problem=holding
+                "hydra.run.dir",
+                str(run_dir),
+                accepted,
+                problem=f"it already holds a {'sweep' if sweep else 'run'}",
             )
             self._refuse(run_dir, refused, "nothing was written")
 

@@ -11,7 +11,7 @@ from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from trainspeed.config_paths import CONFIG_NAME, config_dir, in_sweep
 from trainspeed.errors import ConfigError, TrainspeedError, is_user_error
@@ -74,6 +74,13 @@ def _run(cfg: DictConfig) -> tuple[float | None, bool]:
     """Validate, then train; (time-to-target seconds, whether a re-launched sweep skipped the job as done)."""
     started = time.perf_counter()
     try:
+        if cfg.get("lr_find") is not None:  # read by `python -m trainspeed.lr_find` only
+            raise ConfigError(
+                "lr_find",
+                OmegaConf.to_container(cfg.lr_find) if OmegaConf.is_config(cfg.lr_find) else cfg.lr_find,
+                "lr_find.* with python -m trainspeed.lr_find (the learning-rate range test)",
+                problem="python -m trainspeed.train does not read it",
+            )
         validate(cfg)  # before torch is imported: a refused run costs a second, not a model build
         resolve_run_mode(cfg)  # target.stop and the validation cadence, as a run or as a sweep job
         check_sweep_launcher(cfg)

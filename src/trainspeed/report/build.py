@@ -76,8 +76,8 @@ def build_report(sweep_dir: Path, print_table: bool = True, tau_max: float = TAU
     html_path = render.write_atomic(sweep_dir / "report.html", page)
     if print_table:
         print_ranking(ranked, sweep_dir, md_path, significance=sig)
-        for run in unreadable(runs):  # counted as failed in the table: say why, not only in report.md
-            print(f"warning: job {run.job}: {run.error}", file=sys.stderr)
+    for run in unreadable(runs):  # counted as failed: say why, not only in report.md (also without the table)
+        print(f"warning: job {run.job}: {run.error}", file=sys.stderr)
     return Report(
         sweep_dir=sweep_dir,
         rows=ranked,

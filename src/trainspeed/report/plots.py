@@ -39,7 +39,7 @@ def _no_data(ax, text: str) -> None:
 
 def _legend(ax, n: int) -> None:
     """Beside the axes, never over the curves (the PNG is cropped to include it)."""
-    if n:
+    if n and ax.get_legend_handles_labels()[0]:  # configurations without a curve (all failed) have no entry
         ax.legend(fontsize="x-small" if n > 8 else "small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 

@@ -18,6 +18,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from trainspeed.config_paths import defined_keys, defined_top_level_keys
 from trainspeed.errors import ConfigError
+from trainspeed.options import INITIALIZERS
 from trainspeed.record.checkpoint_file import start_checkpoint
 from trainspeed.validation import cross_checks
 from trainspeed.validation.optimizer_name import check_optimizer_name
@@ -107,6 +108,9 @@ def validate(cfg: DictConfig) -> None:
     if isinstance(finetune, dict):
         check_schema(finetune, "finetune", FINETUNE)
     cross_checks.check_model(model, norm, data, scratch=cross_checks.finetune_strategy(finetune) == "scratch")
+    initializer = values["initializer"]
+    if isinstance(initializer.get("name"), str):  # trunc_normal has no gain, default neither gain nor std
+        cross_checks.check_option_keys("initializer", initializer["name"], initializer, INITIALIZERS)
     cross_checks.check_trainer(values["trainer"])
     cross_checks.check_optimizer_device(values["optimizer"], values["trainer"])
     cross_checks.check_finetune(finetune, model, values["trainer"])
