@@ -631,29 +631,6 @@ def test_another_options_key_left_null_or_false_is_let_through(make_config):
     validate(make_config("model=timm", "model.name=test_resnet", "finetune=scratch", "model.weights=null"))
 
 
-@pytest.mark.parametrize(
-    ("overrides", "says"),
-    [
-        (["+optimizer.momentum=0.5"], "optimizer.momentum=0.5 is not valid (adam has no momentum); accepted: no "
-         "optimizer.momentum with optimizer.name=adam (optimizers that have one: sgd, momentum, nesterov, rmsprop"),
-        (["optimizer=sgd", "+optimizer.betas=[0.5,0.5]"], "optimizer.betas=[0.5, 0.5] is not valid (momentum has no "
-         "betas)"),
-        (["optimizer=momentum", "+optimizer.eps=1e-3"], "optimizer.eps=0.001 is not valid (momentum has no eps)"),
-    ],
-)  # fmt: skip
-def test_an_optimizer_setting_the_optimizer_does_not_have_is_one_line(make_config, overrides, says):
-    """momentum / betas / eps were passed only to optimizers that have them: set on another, ignored (eps: a
-    traceback from SGD)."""
-    from trainspeed.model import build_network
-    from trainspeed.optim.optimizers import build_optimizer
-
-    cfg = make_config(*overrides)
-    network, _ = build_network(cfg, (64,), 10)
-    with pytest.raises(ConfigError) as refused:
-        build_optimizer(cfg.optimizer, network)
-    assert says in str(refused.value)
-
-
 def test_range_test_settings_given_to_a_training_run_are_refused(tmp_path):
     result = run_cli(["trainspeed.train", "+lr_find.max_lr=10", "hydra.run.dir=run"], cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.strip() == (

@@ -64,16 +64,6 @@ def optimizer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     """
     name = cfg.name  # a name timm knows (validated)
     info = _info(name)
-    for key, has in (("momentum", info.has_momentum), ("betas", info.has_betas), ("eps", info.has_eps)):
-        if cfg.get(key) is not None and not has:  # left out below, it would be ignored without a word
-            having = [n for n, o in TORCH_OPTIMIZERS.items() if getattr(o, f"has_{key}")]
-            raise ConfigError(
-                f"optimizer.{key}",
-                cfg.get(key),
-                f"no optimizer.{key} with optimizer.name={name} (optimizers that have one: {', '.join(having)}, "
-                "...)",
-                problem=f"{name} has no {key}",
-            )
     kwargs: dict[str, Any] = {
         "opt": name,
         "lr": float(cfg.lr),
