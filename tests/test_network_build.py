@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 from timm.layers import get_act_layer
 
-from trainspeed.errors import TrainspeedError
+from trainspeed.errors import ConfigError, TrainspeedError
 from trainspeed.model import build_network
 from trainspeed.optim.optimizers import TORCH_OPTIMIZERS, build_optimizer, optimizer_kwargs
 from trainspeed.validation import validate
@@ -313,6 +313,18 @@ def test_torch_optimizers_are_built_as_timms_factory_builds_them(make_config, na
 
     network, _ = build_network(make_config("normalization=batchnorm"), IMAGE, 10)
     cfg = make_config(f"optimizer.name={name}", *extra).optimizer
+    info = TORCH_OPTIMIZERS[name]
+    lacking = [
+        k
+        for k in ("eps", "momentum", "betas")
+        if f"++optimizer.{k}" in str(extra) and not getattr(info, f"has_{k}")
+    ]
+    if (
+        lacking
+    ):  # typed on the command line for an optimizer without it: refused, not dropped as timm drops it
+        with pytest.raises(ConfigError, match=f"optimizer.name={name} has no {lacking[0]}\\)"):
+            optimizer_kwargs(cfg)
+        return
     kwargs = optimizer_kwargs(cfg)
     _same_groups(build_optimizer(cfg, network), create_optimizer_v2(network, **kwargs))
     groups = [

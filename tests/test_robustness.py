@@ -637,3 +637,31 @@ def test_range_test_settings_given_to_a_training_run_are_refused(tmp_path):
         "trainspeed: error: lr_find={'max_lr': 10} is not valid (python -m trainspeed.train does not read it); "
         "accepted: lr_find.* with python -m trainspeed.lr_find (the learning-rate range test)"
     )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        (["+optimizer.momentum=0.5"], "optimizer.momentum=0.5 is not valid (optimizer.name=adam has no momentum); "
+         "accepted: an optimizer with momentum (sgd, momentum, nesterov, rmsprop, ...), or no optimizer.momentum"),
+        (["optimizer=sgd", "+optimizer.betas=[0.5,0.5]"], "optimizer.betas=[0.5, 0.5] is not valid "
+         "(optimizer.name=momentum has no betas)"),
+        (["optimizer=momentum", "+optimizer.eps=1e-3"], "optimizer.eps=0.001 is not valid (optimizer.name=momentum "
+         "has no eps)"),
+        (["optimizer.name=adagrad"], None),  # adam's own betas, from its option file: left out quietly
+    ],
+)  # fmt: skip
+def test_an_optimizer_setting_typed_for_an_optimizer_without_it_is_one_line(make_config, overrides, says):
+    """momentum / betas / eps are passed only to optimizers that have them (as timm does): typed on the command
+    line for another, they were ignored without a word."""
+    from trainspeed.model import build_network
+    from trainspeed.optim.optimizers import build_optimizer
+
+    cfg = make_config(*overrides)
+    network, _ = build_network(cfg, (64,), 10)
+    if says is None:
+        assert type(build_optimizer(cfg.optimizer, network)).__name__ == "Adagrad"
+        return
+    with pytest.raises(ConfigError) as refused:
+        build_optimizer(cfg.optimizer, network)
+    assert says in str(refused.value)

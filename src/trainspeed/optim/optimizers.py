@@ -56,6 +56,37 @@ def _info(name: str) -> TorchOptimizer | Any:
     return default_registry.get_optimizer_info(name)
 
 
+def typed_keys(group: str) -> list[str]:
+    """The keys of `group` given on the command line (Hydra's task overrides: `+optimizer.momentum=0.5` ->
+    momentum); empty outside a Hydra job. What an option file or a preset sets is not among them."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from trainspeed.record.run_folder import override_key
+
+    if not HydraConfig.initialized():
+        return []
+    keys = (override_key(str(o)) for o in HydraConfig.get().overrides.task)
+    return list(
+        dict.fromkeys(key.split(".", 1)[1] for key in keys if key.startswith(f"{group}."))
+    )  # typed order
+
+
+def check_typed_settings(cfg: DictConfig, info: TorchOptimizer | Any) -> None:
+    """momentum / betas / eps given on the command line to an optimizer without one: left out of its arguments
+    below (as timm's factory leaves them), they would be ignored without a word. The same keys from an option
+    file (adam's betas under `optimizer.name=adagrad`) are left out quietly, as before."""
+    for key in typed_keys("optimizer"):
+        has = getattr(info, f"has_{key}", True) if key in ("momentum", "betas", "eps") else True
+        if not has and cfg.get(key) is not None:
+            having = [n for n, o in TORCH_OPTIMIZERS.items() if getattr(o, f"has_{key}")]
+            raise ConfigError(
+                f"optimizer.{key}",
+                cfg.get(key),
+                f"an optimizer with {key} ({', '.join(having)}, ...), or no optimizer.{key}",
+                problem=f"optimizer.name={cfg.name} has no {key}",
+            )
+
+
 def optimizer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     """The keyword arguments for create_optimizer_v2 that this optimizer takes.
 
@@ -64,6 +95,7 @@ def optimizer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     """
     name = cfg.name  # a name timm knows (validated)
     info = _info(name)
+    check_typed_settings(cfg, info)
     kwargs: dict[str, Any] = {
         "opt": name,
         "lr": float(cfg.lr),
