@@ -282,3 +282,16 @@ def test_an_unreadable_record_of_a_resumed_run_is_warned_about_once(tmp_path, ca
         assert sweep_job_plan(tmp_path, ["seed=3"]) == ("run", None)
     warned = [r.getMessage() for r in caplog.records if "will be rewritten" in r.getMessage()]
     assert len(warned) == 1 and "summary.json is truncated or not JSON" in warned[0]
+
+
+def test_relative_inputs_resolve_the_data_root_variable_as_the_config_does(tmp_path, monkeypatch):
+    from trainspeed.record.run_folder import relative_inputs
+
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text(
+        "data: {name: mnist, root: '${oc.env:TRAINSPEED_DATA,data}'}\nmodel: {family: timm, weights: w.safetensors}\n"
+    )
+    monkeypatch.delenv("TRAINSPEED_DATA", raising=False)
+    assert relative_inputs(tmp_path) == ["data.root=data", "model.weights=w.safetensors"]
+    monkeypatch.setenv("TRAINSPEED_DATA", str(tmp_path))
+    assert relative_inputs(tmp_path) == ["model.weights=w.safetensors"]

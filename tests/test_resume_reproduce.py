@@ -621,6 +621,7 @@ def test_relative_inputs_are_read_from_where_the_run_was_launched(tmp_path):
     run = project / "runs" / "original"
     args = [*RUN, "data=mnist", "data.root=mnist", "trainer.max_epochs=1", "trainer.val_check_interval=2"]
     assert run_cli(["trainspeed.train", *args, f"hydra.run.dir={run}"], cwd=project).returncode == 0
+    before = _bytes(run)
     result = run_cli(["trainspeed.reproduce", str(run), "--out", str(tmp_path / "again")], cwd=elsewhere)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert f"in {project}, the folder the run was launched from" in result.stdout
@@ -631,3 +632,4 @@ def test_relative_inputs_are_read_from_where_the_run_was_launched(tmp_path):
         f"{elsewhere} now (resume from {project} to read the same files)" in resumed.stderr
     )
     assert resumed.returncode == 2 and "data.root='mnist'" in resumed.stderr  # not there: nothing trained
+    assert _bytes(run) == before  # neither command changed the run's folder

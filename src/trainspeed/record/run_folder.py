@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from pathlib import Path
 
 import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 HYDRA_FOLDER = Path(".hydra")  # Hydra's record of the launch
 OVERRIDES_FILE = HYDRA_FOLDER / "overrides.yaml"
@@ -105,9 +106,10 @@ def relative_inputs(run_dir: str | Path) -> list[str]:
         inputs.append(("model.weights", model.get("weights")))
     relative = []
     for key, value in inputs:
-        if isinstance(value, str) and value.startswith("${oc.env:"):  # ${oc.env:NAME,default}
-            name, _, default = value[len("${oc.env:") : -1].partition(",")
-            value = os.environ.get(name, default)
+        try:  # as the config resolves it now (the default data root is ${oc.env:TRAINSPEED_DATA,data})
+            value = OmegaConf.create({"value": value}).value
+        except OmegaConfBaseException:  # an interpolation of Hydra's own, unresolvable outside a job
+            continue
         if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
             relative.append(f"{key}={value}")
     return relative
