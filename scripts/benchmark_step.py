@@ -60,8 +60,8 @@ CASES = {  # name: (overrides, optimizer steps)
 }
 # a GPU step is 10-100x shorter than a CPU step: its cases run this many times the steps, so that each timed run
 # lasts long enough (0.6-2.6 s on an H100, by its step times at batch 64) for one host hiccup not to move the figure
-# much, while 6 rounds of every GPU case (5 for an interval, one untimed) should still fit the 7 minutes that
-# scripts/gpu_checks.sh gives the benchmark (estimated from an H100 run at 3 rounds; not yet timed)
+# much, while 6 rounds of every GPU case (5 for an interval, one untimed) and the warm-up fairness fit the 7 minutes
+# that scripts/gpu_checks.sh gives the benchmark (6.4 minutes on an H200)
 GPU_STEPS = 2
 LEAN = [
     "logger=none",
@@ -345,9 +345,6 @@ def main() -> None:
         f"{'case':22s} {'steps':>5s} {'(a) plain':>20s} {'(b) lean':>20s} {'(c) default':>20s}  "
         f"{'a/b [interval] goal':27s}  a/c [interval] goal"
     )
-    if args.fairness:
-        for accelerator in accelerators:
-            warm_up_fairness(args, accelerator, args.fairness, max(args.repeats, 2))
     with tempfile.TemporaryDirectory() as tmp:
         print(header)
         for accelerator, precision in devices:
@@ -388,6 +385,10 @@ def main() -> None:
                             flush=True,
                         )
                         readings.clear()
+    # after the table: a run stopped by a time limit (scripts/gpu_checks.sh) keeps the speed rows, the main figures
+    if args.fairness:
+        for accelerator in accelerators:
+            warm_up_fairness(args, accelerator, args.fairness, max(args.repeats, 2))
     low, high, coverage = median_interval([1.0] * args.repeats)
     print(
         "ms/step; a/b and a/c: the plain loop's step time over trainspeed's (speed relative to the plain loop),\n"
