@@ -32,7 +32,8 @@ def test_benchmark_prints_the_three_figures_ratios_and_warm_up_fairness(tmp_path
     )
     assert fairness and float(fairness.group(1)) > 0, result.stdout[-3000:]
     assert fairness.group(1) == fairness.group(2)
-    assert fairness.start() > row.start()  # after the table: a run stopped by its time limit keeps the speed rows
+    # after the table: a run stopped by its time limit keeps the speed rows
+    assert fairness.start() > row.start()
 
 
 def _benchmark_module():
