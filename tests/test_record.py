@@ -4,11 +4,14 @@ the usual permissions, and run-vs-sweep defaults are resolved in one place."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
+import torch
 
 from trainspeed.record.atomic import write_atomic
 from trainspeed.record.resumable_csv import ResumableCSVLogger
@@ -103,6 +106,60 @@ def test_a_version_2_record_is_read_without_a_budget_stop(tmp_path):
         None,
     )
     assert summary.status == "completed"
+
+
+def test_a_version_3_record_is_read_without_input_fingerprints_and_reproduce_says_the_data_was_not_compared(
+    tmp_path,
+):
+    from trainspeed.record.compare import compare_runs
+
+    data = _summary(inputs={"data": "sha256:" + "a" * 64}).model_dump(mode="json")
+    assert data["inputs"] == {"data": "sha256:" + "a" * 64, "weights": None}
+    old, new = tmp_path / "old", tmp_path / "new"
+    write_summary(new, Summary.model_validate(data))
+    data.pop("inputs")
+    old.mkdir()
+    (old / "summary.json").write_text(json.dumps({**data, "schema_version": 3}))
+    summary = read_summary(old)
+    assert (summary.inputs.data, summary.inputs.weights) == (None, None)
+    comparison = compare_runs(old, new)
+    assert comparison.differences == []
+    assert "the data read: the original record has no fingerprint of it (before version 4)" in (
+        comparison.not_compared
+    )
+
+
+def test_input_fingerprints_name_what_changed():
+    from types import SimpleNamespace
+
+    from trainspeed.record.inputs import data_fingerprint, file_fingerprint, input_changes
+
+    x, y = torch.arange(24, dtype=torch.float32).reshape(6, 1, 2, 2), torch.tensor([0, 1, 0, 1, 0, 1])
+
+    def splits(x, y, names=("a", "b")):
+        return SimpleNamespace(
+            class_names=names, train=(x[:4], y[:4]), val=(x[4:5], y[4:5]), test=(x[5:], y[5:])
+        )
+
+    base = data_fingerprint(splits(x, y))
+    assert base == data_fingerprint(splits(x.clone(), y.clone()))
+    changed = x.clone()
+    changed[5, 0, 1, 1] += 1e-6  # one value of the test split
+    others = [
+        splits(changed, y),
+        splits(x, 1 - y),
+        splits(x, y, ("a", "c")),
+        splits(x.reshape(6, 1, 4, 1), y),
+    ]
+    assert len({base, *map(data_fingerprint, others)}) == 5
+    assert (
+        input_changes({"data": base, "weights": None}, {"data": base, "weights": "sha256:" + "1" * 64}) == []
+    )
+    assert input_changes({"data": base}, {"data": data_fingerprint(others[0])}) == [
+        f"the data: {base[:19]} then, {data_fingerprint(others[0])[:19]} now"
+    ]
+    file = Path(__file__)
+    assert file_fingerprint(file) == "sha256:" + hashlib.sha256(file.read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize(
@@ -295,3 +352,26 @@ def test_relative_inputs_resolve_the_data_root_variable_as_the_config_does(tmp_p
     assert relative_inputs(tmp_path) == ["data.root=data", "model.weights=w.safetensors"]
     monkeypatch.setenv("TRAINSPEED_DATA", str(tmp_path))
     assert relative_inputs(tmp_path) == ["model.weights=w.safetensors"]
+
+
+def test_a_checkpoint_of_other_inputs_is_refused_for_a_resume_and_warned_about_for_ckpt_path(caplog):
+    from trainspeed.errors import ConfigError
+    from trainspeed.resume import CheckpointState, check_same_inputs
+
+    then, now = (
+        {"data": "sha256:" + "a" * 64, "weights": None},
+        {"data": "sha256:" + "b" * 64, "weights": None},
+    )
+    state = CheckpointState(step=10, epoch=0, reached_target=False, inputs=then)
+    for key in ("resume", "checkpoint"):  # resume=, and a sweep job's own checkpoint on a relaunch
+        with pytest.raises(ConfigError, match=r"the data: sha256:aaaaaaaaaaaa then, sha256:bbbbbbbbbbbb now"):
+            check_same_inputs(state, now, key, "run")
+    check_same_inputs(state, then, "resume", "run")  # the same inputs
+    check_same_inputs(
+        CheckpointState(step=10, epoch=0, reached_target=False), now, "resume", "run"
+    )  # none kept
+    with caplog.at_level("WARNING", logger="trainspeed"):
+        check_same_inputs(state, now, "ckpt_path", "other.ckpt")  # a deliberate start from another run
+    assert (
+        "ckpt_path=other.ckpt: it was trained on other inputs than this config reads: the data" in caplog.text
+    )

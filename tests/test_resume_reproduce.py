@@ -633,3 +633,43 @@ def test_relative_inputs_are_read_from_where_the_run_was_launched(tmp_path):
     )
     assert resumed.returncode == 2 and "data.root='mnist'" in resumed.stderr  # not there: nothing trained
     assert _bytes(run) == before  # neither command changed the run's folder
+
+
+def test_a_run_keeps_the_fingerprint_of_its_data_and_a_resume_or_reproduction_on_other_data_says_so(tmp_path):
+    """An image changed under data.root after the run: a reproduction gave other numbers with no word on why, and a
+    resume trained on, its record mixing two data sets. The record keeps the data's fingerprint; reproduce names
+    the data as what differs, resume is refused and the run's folder stays as it was."""
+    from dataset_files import write_image_folder
+    from PIL import Image
+
+    written = write_image_folder(tmp_path / "images", classes=("a", "b"), per_class=10, size=8, mode="L")
+    run = tmp_path / "run"
+    args = [
+        *RUN,
+        "data=imagefolder",
+        "data.root=images",
+        "trainer.max_steps=6",
+        "trainer.val_check_interval=2",
+    ]
+    assert run_cli(["trainspeed.train", *args, f"hydra.run.dir={run}"], cwd=tmp_path).returncode == 0
+    data = _summary(run)["inputs"]["data"]
+    assert data.startswith("sha256:") and len(data) == len("sha256:") + 64
+    same = run_cli(["trainspeed.reproduce", str(run), "--out", str(tmp_path / "same")], cwd=tmp_path)
+    assert "reproduced exactly" in same.stdout, same.stdout[-2000:]
+    assert "compared: the inputs read: data fingerprint" in same.stdout
+    assert _summary(tmp_path / "same")["inputs"]["data"] == data  # the same data gives the same fingerprint
+
+    path, _, pixels = written[0]
+    Image.fromarray(255 - pixels).save(path)  # one image of twenty changed
+    before = _bytes(run)
+    other = run_cli(["trainspeed.reproduce", str(run), "--out", str(tmp_path / "other")], cwd=tmp_path)
+    assert other.returncode == 1, other.stdout[-2000:]
+    assert "the re-run read other data than the original" in other.stdout
+    assert _summary(tmp_path / "other")["inputs"]["data"] not in (None, data)
+    resumed = run_cli(["trainspeed.train", f"resume={run}", "trainer.max_steps=12"], cwd=tmp_path)
+    assert resumed.returncode == 2, resumed.stderr[-2000:]
+    assert (
+        f"resume='{run}' is not valid (it was trained on other inputs than this config reads: the data: "
+        f"{data[:19]} then, sha256:" in resumed.stderr
+    )
+    assert _bytes(run) == before  # put back as it was

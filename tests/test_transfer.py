@@ -6,6 +6,7 @@ its exported weights into fresh networks, train them with the real Trainer and c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -318,6 +319,12 @@ def test_transfer_sweep_pretrained_runs_reach_the_target_in_fewer_steps_than_scr
         jobs[next(o for o in summary["overrides"] if o.startswith("finetune="))] = (job, summary)
     assert list(jobs) == [f"finetune={s}" for s in ("scratch", "linear_probe", "gradual", "full")]
     assert all(summary["status"] == "completed" for _, summary in jobs.values())
+    # the record names the weights each job started from by their fingerprint (scratch: none), and one data set
+    digest = "sha256:" + hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert {k: s["inputs"]["weights"] for k, (_, s) in jobs.items()} == {
+        "finetune=scratch": None, "finetune=linear_probe": digest, "finetune=gradual": digest, "finetune=full": digest
+    }  # fmt: skip
+    assert len({s["inputs"]["data"] for _, s in jobs.values()}) == 1
     steps = {k.split("=")[1]: s["time_to_target"]["steps"] for k, (_, s) in jobs.items()}
     assert steps["scratch"] is not None, steps
     assert steps["full"] < steps["scratch"] and steps["gradual"] < steps["scratch"], steps

@@ -137,6 +137,9 @@ def test_each_job_of_a_sweep_is_its_own_run_in_the_sweeps_group(sweep):
         assert summary["time_to_target/seconds"] == record["time_to_target"]["seconds"] > 0
         assert summary["time_to_target/steps"] == record["time_to_target"]["steps"]
         assert summary["val/acc_best"] == pytest.approx(record["metrics"]["val/acc_best"], abs=1e-5)
+        assert summary["inputs/data"] == record["inputs"]["data"] and summary["inputs/data"].startswith(
+            "sha256:"
+        )
     assert len({run["state"]["run_id"] for run in runs.values()}) == 3
 
 

@@ -17,9 +17,16 @@ from trainspeed.callbacks.stepped_loop import find_stepped_loop
 from trainspeed.data import build_datamodule
 from trainspeed.errors import ConfigError, out_of_memory
 from trainspeed.model import build_network
+from trainspeed.record.inputs import file_fingerprint
 from trainspeed.record.run_folder import is_placement, last_logged
 from trainspeed.record.summary import Summary, build_summary, final_metrics, write_summary
-from trainspeed.resume import CheckpointState, check_checkpoint_fits, checkpoint_state, checkpoint_to_resume
+from trainspeed.resume import (
+    CheckpointState,
+    check_checkpoint_fits,
+    check_same_inputs,
+    checkpoint_state,
+    checkpoint_to_resume,
+)
 from trainspeed.run_mode import resolve_run_mode, stop_reason
 from trainspeed.search.budget import read_stop
 from trainspeed.tracking.redact import scrub
@@ -75,6 +82,7 @@ class JobRecorder:
         # a run whose record is finished from a checkpoint at its stop condition: what it last logged, and where
         self.restored_metrics: dict[str, float] = {}
         self.finished_at: CheckpointState | None = None
+        self.inputs: dict[str, str | None] | None = None  # fingerprints of the data and weights read
 
     def summary(self, status: str, error: str | None = None) -> Summary:
         cfg, parts = self.cfg, self.parts
@@ -107,6 +115,7 @@ class JobRecorder:
             error=error,
             compile_seconds=self._compile_seconds(),
             budget_seconds=stop.get("budget") if stop else None,
+            inputs=self.inputs,
         )
 
     def _compile_seconds(self) -> float | None:
@@ -199,6 +208,10 @@ def run_job(cfg: DictConfig, resume_from: str | None = None) -> Summary:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule = build_datamodule(cfg.data, cfg.seed)
         network, weights = build_network(cfg, datamodule.input_shape, datamodule.num_classes)
+        recorder.inputs = {
+            "data": datamodule.fingerprint,
+            "weights": file_fingerprint(weights.source) if weights is not None else None,
+        }
         network = _prepare_network(cfg, network)
         plan = plan_finetune(cfg.get("finetune"), network, weights)  # freezes the backbone where it says so
         module = Classifier(
@@ -210,6 +223,7 @@ def run_job(cfg: DictConfig, resume_from: str | None = None) -> Summary:
             plan,
             **{key: cfg.trainer.get(key) for key in STEP_KEYS if cfg.trainer.get(key) is not None},
         )
+        module.inputs = recorder.inputs
         checkpoint = resume_from or checkpoint_to_resume(
             recorder.run_dir, cfg.get("resume"), cfg.get("ckpt_path")
         )
@@ -217,6 +231,7 @@ def run_job(cfg: DictConfig, resume_from: str | None = None) -> Summary:
         key, value = _checkpoint_setting(cfg, checkpoint)
         if state is not None:
             check_checkpoint_fits(state, module, key, value)
+            check_same_inputs(state, recorder.inputs, key, value)
         ended = stop_reason(cfg, state.step, state.epoch, state.reached_target) if state else None
         # metrics.csv keeps the rows logged before the checkpoint: their logger step is below its step count (all
         # rows when training is over, test rows aside: a record written before time_to_target's row took its

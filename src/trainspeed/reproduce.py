@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trainspeed.errors import ConfigError, TrainspeedError
-from trainspeed.record.compare import Comparison, compare_runs, environment_changes
+from trainspeed.record.compare import Comparison, compare_runs, environment_changes, input_differences
 from trainspeed.record.run_folder import launched_from
 from trainspeed.record.summary import read_summary
 from trainspeed.resume import relaunch_overrides
@@ -113,6 +113,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     _print_differences(comparison, run_dir, out)
     _print_scope(comparison)
+    inputs = input_differences(comparison)
+    if inputs:
+        console.print(
+            f"[red]the re-run read other {' and '.join(inputs)} than the original[/red] (their fingerprints "
+            "differ): a changed file, or a data.root / model.weights that names another file here (an unset "
+            "variable such as $TRAINSPEED_DATA, another folder)"
+        )
     changed = " (the extra overrides changed the run)" if args.overrides else ""
     console.print(f"[red]not reproduced[/red]: {len(comparison.differences)} values differ{changed}")
     return 0 if args.report_only or args.overrides else 1

@@ -145,6 +145,29 @@ class CheckpointState:
     reached_target: bool
     logged: dict[str, float] | None = None  # the metrics last logged before it (None: written without them)
     shapes: dict[str, tuple[int, ...]] | None = None  # the module's tensors, by name
+    inputs: dict[str, str | None] | None = None  # fingerprints of the data and weights (None: not kept)
+
+
+def check_same_inputs(state: CheckpointState, inputs: dict[str, str | None], key: str, value: str) -> None:
+    """Refuse to continue a run on other data or other pretrained weights than its checkpoint was trained on (a
+    file under data.root changed, $TRAINSPEED_DATA names another folder, the weights were saved again): its record
+    would mix two runs. A checkpoint given as ckpt_path= (a deliberate start from another run) is only warned
+    about."""
+    from trainspeed.record.inputs import input_changes
+
+    changes = input_changes(state.inputs or {}, inputs)
+    if not changes:
+        return
+    problem = "it was trained on other inputs than this config reads: " + "; ".join(changes)
+    if key == "ckpt_path":
+        log.warning("ckpt_path=%s: %s", value, problem)
+        return
+    raise ConfigError(
+        key,
+        value,
+        "a run resumed on the data and weights it was started with (to train on these, start a new run)",
+        problem=problem,
+    )
 
 
 def check_checkpoint_fits(state: CheckpointState, module: Any, key: str, value: str) -> None:
@@ -200,6 +223,7 @@ def checkpoint_state(checkpoint: str | None) -> CheckpointState | None:
         reached_target=target.get("result") is not None,
         logged=(state.get(RUNNING_STATE_KEY) or {}).get("logged"),
         shapes={name: tuple(t.shape) for name, t in state["state_dict"].items() if hasattr(t, "shape")},
+        inputs=(state.get(RUNNING_STATE_KEY) or {}).get("inputs"),
     )
 
 

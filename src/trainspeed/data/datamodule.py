@@ -10,13 +10,17 @@ from trainspeed.callbacks.stepped_loop import find_stepped_loop
 from trainspeed.data.index_loader import IndexBatchLoader
 from trainspeed.data.sources import load_splits
 from trainspeed.data.splits import Splits, resize, standardize
+from trainspeed.record.inputs import data_fingerprint
 
 
 class TensorDataModule(pl.LightningDataModule):
     """Holds every split as tensors on the training device and batches them by index."""
 
-    def __init__(self, splits: Splits, batch_size: int, eval_batch_size: int, seed: int) -> None:
+    def __init__(
+        self, splits: Splits, batch_size: int, eval_batch_size: int, seed: int, fingerprint: str | None = None
+    ) -> None:
         super().__init__()
+        self.fingerprint = fingerprint  # of the splits as loaded (record/inputs.py), for the run record
         self.splits, self.batch_size, self.eval_batch_size, self.seed = (
             splits,
             batch_size,
@@ -95,5 +99,6 @@ class TensorDataModule(pl.LightningDataModule):
 def build_datamodule(cfg: DictConfig, seed: int) -> TensorDataModule:
     """Load, split, standardize and resize the data set described by the `data` config group."""
     splits = load_splits(cfg, seed)
+    fingerprint = data_fingerprint(splits)
     splits = resize(standardize(splits), cfg.get("image_size"))
-    return TensorDataModule(splits, int(cfg.batch_size), int(cfg.eval_batch_size), seed)
+    return TensorDataModule(splits, int(cfg.batch_size), int(cfg.eval_batch_size), seed, fingerprint)

@@ -14,6 +14,7 @@ from trainspeed.record.summary import Summary, read_summary
 TIMING = ("seconds", "time/", "wall_", "train_seconds")
 SUMMARY_FIELDS = ("status", "reached_target", "steps", "epochs", "seed")
 TIME_TO_TARGET_FIELDS = ("steps", "epochs", "samples")
+INPUT_FIELDS = ("data", "weights")
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,33 @@ def _compare_summaries(sa: Summary, sb: Summary, result: Comparison) -> None:
         f"summary.json: {', '.join(SUMMARY_FIELDS)}, {len(set(sa.metrics) | set(sb.metrics))} final metrics, "
         f"time_to_target {', '.join(TIME_TO_TARGET_FIELDS)}"
     )
+    _compare_inputs(sa, sb, result)
+
+
+def _compare_inputs(sa: Summary, sb: Summary, result: Comparison) -> None:
+    """The fingerprints of the data and weights each run read (record/inputs.py): other inputs explain every
+    other difference, so they are listed first."""
+    named = [name for name in INPUT_FIELDS if getattr(sa.inputs, name) is not None]
+    if sa.inputs.data is None:
+        result.not_compared.append(
+            "the data read: the original record has no fingerprint of it (before version 4)"
+        )
+    if not named:
+        return
+    differ = [
+        Difference("summary.json", f"inputs.{name}", None, getattr(sa.inputs, name), getattr(sb.inputs, name))
+        for name in named
+        if getattr(sa.inputs, name) != getattr(sb.inputs, name)
+    ]
+    result.differences[:0] = differ
+    result.compared.append("the inputs read: " + ", ".join(f"{name} fingerprint" for name in named))
+
+
+def input_differences(comparison: Comparison) -> list[str]:
+    """The inputs (data, weights) whose fingerprints differ between the original and the re-run."""
+    return [
+        d.metric.removeprefix("inputs.") for d in comparison.differences if d.metric.startswith("inputs.")
+    ]
 
 
 def compare_runs(original: Path, rerun: Path) -> Comparison:

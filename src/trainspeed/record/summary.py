@@ -20,9 +20,8 @@ from trainspeed.record.atomic import write_atomic
 from trainspeed.record.environment import command_line, git_state, package_versions
 
 SUMMARY_FILE = "summary.json"
-SCHEMA_VERSION = (
-    3  # 2: schema_version, run_mode and compile_seconds added to version 1's; 3: stopped_by, budget_seconds
-)
+# 2: schema_version, run_mode and compile_seconds added to version 1's; 3: stopped_by, budget_seconds; 4: inputs
+SCHEMA_VERSION = 4
 FINAL_METRICS = ("val/acc", "val/acc_best", "val/loss", "test/acc", "test/loss", "train/loss")
 
 Status = Literal["completed", "diverged", "failed"]
@@ -54,6 +53,13 @@ class TimeToTargetRecord(_Record):
     resolution_steps: int | None = None  # the validation cadence in steps: how precise `steps` is
 
 
+class InputsRecord(_Record):
+    """Fingerprints of what the run read (record/inputs.py); null in records written before version 4."""
+
+    data: str | None = None  # the splits as loaded: images, labels, class names
+    weights: str | None = None  # the pretrained weights file (null: trained from scratch)
+
+
 class GitRecord(_Record):
     commit: str | None = None
     dirty: bool | None = None
@@ -80,6 +86,7 @@ class Summary(_Record):
     run_mode: Literal["run", "sweep"] | None = None  # how mode-dependent defaults were resolved (run_mode.py)
     overrides: list[str] | None = None
     device: str | None = None
+    inputs: InputsRecord = InputsRecord()
     versions: dict[str, str | None] = {}
     git: GitRecord = GitRecord()
     command: list[str] | None = None
@@ -159,10 +166,12 @@ def build_summary(
     compile_seconds: float | None = None,
     error: str | None = None,
     budget_seconds: float | None = None,
+    inputs: dict[str, str | None] | None = None,
 ) -> Summary:
     """The record of a run that ends now, with the environment it ran in; time fields are null when the target
     was not reached (the validation cadence, `resolution_steps`, is stated either way). `budget_seconds`: the
-    search budget that stopped the run (then `stopped_by` is "budget")."""
+    search budget that stopped the run (then `stopped_by` is "budget"); `inputs`: the fingerprints of its data and
+    weights (record/inputs.py)."""
     reached = {"resolution_steps": resolution_steps, **(time_to_target or {})}
     return Summary(
         status=status,
@@ -180,6 +189,7 @@ def build_summary(
         run_mode=run_mode,
         overrides=list(overrides),
         device=device,
+        inputs=InputsRecord(**(inputs or {})),
         versions=package_versions(),
         git=GitRecord(**git_state()),
         command=command_line(),

@@ -32,7 +32,8 @@ _unreachable: str | None = None  # why the W&B server could not be reached, once
 
 def summary_fields(summary: Summary) -> dict[str, Any]:
     """summary.json's outcome as flat W&B summary keys: status, reached_target, time_to_target/*, final and best
-    metrics, time and step counts, and `stopped_by` / `budget_seconds` for a run the search's budget stopped."""
+    metrics, time and step counts, the data's and weights' fingerprints (inputs/*, to group runs by the data they
+    read), and `stopped_by` / `budget_seconds` for a run the search's budget stopped."""
     fields: dict[str, Any] = {"status": summary.status, "reached_target": summary.reached_target}
     fields.update({f"time_to_target/{k}": v for k, v in summary.time_to_target.model_dump().items()})
     fields.update(summary.metrics)
@@ -43,6 +44,7 @@ def summary_fields(summary: Summary) -> dict[str, Any]:
         epochs=summary.epochs,
         error=summary.error,
     )
+    fields.update({f"inputs/{k}": v for k, v in summary.inputs.model_dump().items()})
     if summary.compile_seconds is not None:
         fields["compile_seconds"] = summary.compile_seconds
     if (

@@ -118,6 +118,9 @@ class Classifier(pl.LightningModule):
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_acc_best = MaxMetric()
+        # the fingerprints of the data and weights the run reads (record/inputs.py), kept in every checkpoint so
+        # that a resume on other data or weights is refused (resume.check_same_inputs)
+        self.inputs: dict[str, str | None] | None = None
         self._window_loss: list[torch.Tensor] = []  # per batch since the last logged window
         self._window_logits: list[torch.Tensor] = []
         self._window_targets: list[torch.Tensor] = []
@@ -299,7 +302,8 @@ class Classifier(pl.LightningModule):
         - the best validation accuracy so far (torchmetrics keeps a metric's state out of state_dict, so
           val/acc_best would start over);
         - the metrics logged last (the trainer's callback metrics are not checkpointed: a run resumed close to its
-          end may stop before it validates or logs again, and its record still needs them)."""
+          end may stop before it validates or logs again, and its record still needs them);
+        - the fingerprints of the data and weights it trains on."""
         window = None
         if self._window_loss:
             correct, seen = self._window_counts()
@@ -310,7 +314,12 @@ class Classifier(pl.LightningModule):
             for name, value in self.trainer.callback_metrics.items()
             if isinstance(value, (int, float)) or (isinstance(value, torch.Tensor) and value.numel() == 1)
         }
-        checkpoint[RUNNING_STATE_KEY] = {"train_window": window, "val_acc_best": best, "logged": logged}
+        checkpoint[RUNNING_STATE_KEY] = {
+            "train_window": window,
+            "val_acc_best": best,
+            "logged": logged,
+            "inputs": self.inputs,
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get(RUNNING_STATE_KEY) or {}
